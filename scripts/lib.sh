@@ -1,0 +1,47 @@
+# Shared by scripts/up, scripts/down and scripts/test: where the local stack keeps its state and
+# the helpers that start, find and stop its parts. Sourced, not run.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${ARENA_STATE_DIR:-$ROOT/.state}
+REPLICAS=${REPLICAS:-2}
+ARENA_PORT=${ARENA_PORT:-9999}
+API_BASE_PORT=${API_BASE_PORT:-9001}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arena}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export ADMIN_TOKEN=${ADMIN_TOKEN:-arena-admin}
+BIN=$ROOT/target/release/arena
+mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/started"
+
+log() { printf '\033[1m[arena]\033[0m %s\n' "$*" >&2; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits up to $2 seconds (default 60) for port $1.
+wait_port() {
+    local port=$1 limit=${2:-60} i
+    for ((i = 0; i < limit * 10; i++)); do port_open "$port" && return 0; sleep 0.1; done
+    log "nothing answers on port $port after ${limit}s"; return 1
+}
+
+# True when process $1 runs. A killed process whose parent is gone may stay a zombie where
+# PID 1 does not reap (containers), and `kill -0` still succeeds on a zombie: read its state.
+proc_alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# True when the pid in file $1 is a live process.
+pid_alive() { [ -f "$1" ] && proc_alive "$(cat "$1")"; }
+
+# Stops the process in pid file $1: SIGTERM (graceful), then SIGKILL after $2 seconds.
+stop_pid() {
+    local file=$1 grace=${2:-20} pid i
+    [ -f "$file" ] || return 0
+    pid=$(cat "$file")
+    if proc_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < grace * 10; i++)); do proc_alive "$pid" || break; sleep 0.1; done
+        proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+}
+
+replica_port() { echo $((API_BASE_PORT + $1 - 1)); }

@@ -1,0 +1,108 @@
+//! Every setting, read once from the command line or the environment, with a default that runs
+//! the whole stack on one machine. `arena --help` lists them; the README's table mirrors it.
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "arena",
+    version,
+    about = "Arena: Rinha-style API replicas, batch inserter and migrations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Run one API replica (HTTP + WebSocket).
+    Serve,
+    /// Apply the numbered SQL migrations in sql/ (safe to run from every replica at once).
+    Migrate,
+    /// Empty every domain's tables and reseed them (accounts 1-5 back to balance 0).
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Name this replica reports in /ping, /health and logs.
+    #[arg(long, env = "INSTANCE_NAME", default_value = "api1", global = true)]
+    pub instance_name: String,
+    /// TCP port to listen on (all interfaces are not used: 0.0.0.0 only when HOST says so).
+    #[arg(long, env = "PORT", default_value_t = 9001, global = true)]
+    pub port: u16,
+    /// Address to bind the TCP port on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: String,
+    /// Listen on this Unix socket instead of TCP (nginx can proxy to unix:PATH).
+    #[arg(long, env = "SOCKET_PATH", global = true)]
+    pub socket_path: Option<String>,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/arena",
+        global = true
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0",
+        global = true
+    )]
+    pub redis_url: String,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
+    pub amqp_url: String,
+    /// Bearer token for /fall and /revive; unset means those routes answer 403.
+    #[arg(long, env = "ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// PostgreSQL connections per worker. Budget: replicas x workers x this (+ inserter) must
+    /// stay under PostgreSQL's max_connections (100 by default): 2 x 1 x 16 + 4 leaves room.
+    #[arg(long, env = "PG_POOL_SIZE", default_value_t = 16, global = true)]
+    pub pg_pool_size: usize,
+    /// Redis connections per worker; Redis multiplexes cheaply, a few suffice.
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 8, global = true)]
+    pub redis_pool_size: usize,
+    /// ntex workers (one single-threaded runtime each). One per replica because the contest
+    /// machine runs two replicas on two cores; raise it when a replica has cores to itself.
+    #[arg(long, env = "WORKERS", default_value_t = 1, global = true)]
+    pub workers: usize,
+    /// Apply migrations before serving (every replica may do it; they take an advisory lock).
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, global = true)]
+    pub migrate_on_start: bool,
+    /// Seconds a stopping replica waits for in-flight requests before closing them.
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u16,
+    /// `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. `info` or `arena=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+}
+
+impl Config {
+    /// The configuration the environment describes, as `arena` would read it with no flags.
+    /// Tests use it and then override what they need.
+    pub fn from_env() -> Self {
+        Cli::parse_from(["arena", "serve"]).config
+    }
+}

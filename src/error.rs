@@ -1,0 +1,217 @@
+//! The one place an error becomes an HTTP answer. Every domain error converts into [`ApiError`]
+//! here, with the status SPEC.md names and a JSON body `{"error": …}`; driver and broker text
+//! goes to the log, never to the client.
+use std::borrow::Cow;
+
+use ntex::http::{header, StatusCode};
+use ntex::util::{Bytes, BytesMut};
+use ntex::web::{self, HttpRequest, HttpResponse};
+
+/// Request bodies above this many bytes get 413 (SPEC: 64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub const JSON: &str = "application/json";
+
+/// An error on its way to the client: a status and a ready JSON body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl ApiError {
+    /// An error with a fixed message; the body is built once per call site.
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        let message = message.into();
+        let body = serde_json::to_vec(&ErrorBody {
+            error: &message,
+            field: None,
+        })
+        .expect("BUG: a string always serialises");
+        Self {
+            status,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// A validation error that names the offending field.
+    pub fn field(
+        status: StatusCode,
+        field: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        let message = message.into();
+        let body = serde_json::to_vec(&ErrorBody {
+            error: &message,
+            field: Some(field),
+        })
+        .expect("BUG: a string always serialises");
+        Self {
+            status,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// A body that is already JSON (fixed errors kept as `static` bytes).
+    pub const fn from_static(status: StatusCode, body: &'static str) -> Self {
+        Self {
+            status,
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::from_static(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::from_static(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method not allowed"}"#,
+        )
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::from_static(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"error":"request body over 64 KiB"}"#,
+        )
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A dependency (PostgreSQL, Redis, RabbitMQ) failed: the cause is logged here, the client
+    /// gets a 503 it may retry.
+    pub fn unavailable(what: &'static str, cause: &dyn std::error::Error) -> Self {
+        tracing::warn!(error = %ErrorChain(cause), "{what} unavailable");
+        Self::from_static(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":"service temporarily unavailable"}"#,
+        )
+    }
+
+    /// A failure that is our bug or an unexpected driver answer: logged, 500 to the client.
+    pub fn internal(what: &'static str, cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "{what} failed");
+        Self::from_static(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal error"}"#,
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type(JSON)
+            .body(self.body)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
+
+impl web::error::WebResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self, _: &HttpRequest) -> HttpResponse {
+        self.clone().into_response()
+    }
+}
+
+/// Formats an error with its whole `source()` chain on one line, for the logs.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+/// Reads a request body, refusing anything over [`MAX_BODY_BYTES`] with 413 before buffering it.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::types::Payload,
+) -> Result<BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::payload_too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(512));
+    while let Some(chunk) = payload.recv().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// JSON 404 for every path no domain claims.
+pub async fn not_found() -> HttpResponse {
+    ApiError::not_found().into_response()
+}
+
+/// JSON 405 for a known path with a method it does not serve.
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::method_not_allowed().into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_body_is_json_with_the_message() {
+        let e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "apelido \"x\" taken");
+        let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(v["error"], "apelido \"x\" taken");
+        assert!(v.get("field").is_none());
+    }
+
+    #[test]
+    fn a_field_error_names_the_field() {
+        let e = ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "nome", "too long");
+        let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(v["field"], "nome");
+    }
+
+    #[test]
+    fn static_errors_are_valid_json() {
+        for e in [
+            ApiError::not_found(),
+            ApiError::method_not_allowed(),
+            ApiError::payload_too_large(),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+            assert!(v["error"].is_string());
+        }
+    }
+}

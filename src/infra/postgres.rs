@@ -1,0 +1,100 @@
+//! PostgreSQL: the per-worker pool and the migrations in `sql/`.
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::BoxError;
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+/// Arbitrary constant shared by every replica: whoever holds this advisory lock migrates, the
+/// others wait and then find nothing left to apply.
+const MIGRATION_LOCK: i64 = 0x4152_454e_41; // "ARENA"
+
+/// A pool of at most `size` connections. Nothing connects until the first query, so a replica
+/// starts even while PostgreSQL is still coming up.
+pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
+    let pg = tokio_postgres::Config::from_str(url)?;
+    // Fast recycling: a broken connection is found by its failed query and dropped, which
+    // costs one error instead of one extra round trip on every checkout.
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager).max_size(size).build()?)
+}
+
+/// Opens one plain connection, driving it on the current runtime.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database named in `url` when it does not exist yet (connecting to `postgres`).
+pub async fn ensure_database(url: &str) -> Result<(), BoxError> {
+    let cfg = tokio_postgres::Config::from_str(url)?;
+    let Some(name) = cfg.get_dbname().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = cfg.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(NoTls).await?;
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?;
+    if exists.is_none() {
+        let quoted = name.replace('"', "\"\"");
+        // Two replicas may race here: the loser's "already exists" is success.
+        if let Err(e) = client
+            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .await
+        {
+            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies every migration in `sql/` not applied yet. Safe to run from every replica at once:
+/// the first takes an advisory lock, the others wait for it and then find nothing to do.
+pub async fn migrate(url: &str) -> Result<(), BoxError> {
+    ensure_database(url).await?;
+    let mut client = connect(url).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = embedded::migrations::runner().run_async(&mut client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = report?;
+    for m in report.applied_migrations() {
+        tracing::info!(migration = %m, "applied");
+    }
+    Ok(())
+}
+
+/// Runs each domain's reset statements in one transaction: tables emptied, seeds restored.
+pub async fn reset(url: &str, statements: &[&str]) -> Result<(), BoxError> {
+    let mut client = connect(url).await?;
+    let tx = client.transaction().await?;
+    for sql in statements {
+        tx.batch_execute(sql).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Arena: one binary, several stateless replicas behind nginx, sharing PostgreSQL, Redis and
+//! RabbitMQ. `run` dispatches the subcommands; each domain lives in its own folder.
+pub mod config;
+pub mod error;
+pub mod infra;
+pub mod ops;
+pub mod server;
+pub mod telemetry;
+
+use config::{Cli, Command};
+
+/// Everything that can stop a subcommand before it starts serving.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Runs the chosen subcommand to completion.
+pub fn run(cli: Cli) -> Result<(), BoxError> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => server::serve(config),
+        Command::Migrate => infra::block_on(async move {
+            infra::postgres::migrate(&config.database_url).await?;
+            Ok(())
+        }),
+        Command::Reset => infra::block_on(async move {
+            infra::postgres::migrate(&config.database_url).await?;
+            infra::postgres::reset(&config.database_url, server::RESET_SQL).await?;
+            Ok(())
+        }),
+    }
+}
