@@ -9,7 +9,13 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arena}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-arena-admin}
-BIN=$ROOT/target/release/arena
+# ARENA_BUILD=debug skips the slow optimised build while developing; release is the default.
+ARENA_BUILD=${ARENA_BUILD:-release}
+case $ARENA_BUILD in
+    release) BIN=$ROOT/target/release/arena; BUILD_FLAGS=(--release) ;;
+    debug) BIN=$ROOT/target/debug/arena; BUILD_FLAGS=() ;;
+    *) echo "ARENA_BUILD is release or debug" >&2; exit 2 ;;
+esac
 mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/started"
 
 log() { printf '\033[1m[arena]\033[0m %s\n' "$*" >&2; }
