@@ -3,6 +3,7 @@
 pub mod config;
 pub mod error;
 pub mod infra;
+pub mod lifecycle;
 pub mod ops;
 pub mod server;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use ntex::web::{self, App, HttpServer};
 use crate::config::Config;
 use crate::error;
 use crate::infra;
+use crate::lifecycle::Shutdown;
 use crate::ops::{self, Liveness};
 use crate::BoxError;
 
@@ -16,6 +17,7 @@ pub struct AppState {
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     pub liveness: Liveness,
+    pub shutdown: Shutdown,
     pub ops: ops::OpsBodies,
 }
 
@@ -24,6 +26,7 @@ pub struct AppState {
 pub struct Shared {
     pub config: Arc<Config>,
     pub liveness: Liveness,
+    pub shutdown: Shutdown,
 }
 
 impl Shared {
@@ -31,6 +34,7 @@ impl Shared {
         Self {
             config: Arc::new(config),
             liveness: Liveness::default(),
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -41,6 +45,7 @@ impl Shared {
             pg: infra::postgres::pool(&c.database_url, c.pg_pool_size)?,
             redis: infra::redis::pool(&c.redis_url, c.redis_pool_size)?,
             liveness: self.liveness.clone(),
+            shutdown: self.shutdown.clone(),
             ops: ops::OpsBodies::new(&c.instance_name),
             config: c.clone(),
         })
