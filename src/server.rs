@@ -69,16 +69,15 @@ pub type Resource = web::Resource<
 /// path), and the route answers 503 while the replica is fallen. Registering it also records
 /// `path` in [`registered_paths`], which the OpenAPI test checks against the document.
 pub fn resource(path: &str) -> Resource {
-    observed(path, Gate::WhenFallen)
+    observed(register_path(path), Gate::WhenFallen)
 }
 
 /// Like [`resource`], but still answering while the replica is fallen (operations only).
 pub fn ops_resource(path: &str) -> Resource {
-    observed(path, Gate::Never)
+    observed(register_path(path), Gate::Never)
 }
 
-fn observed(path: &str, gate: Gate) -> Resource {
-    let template = register_path(path);
+fn observed(template: &'static str, gate: Gate) -> Resource {
     web::resource(template)
         .middleware(Observe::new(template, gate))
         .default_service(web::route().to(error::method_not_allowed))

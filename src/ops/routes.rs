@@ -88,7 +88,7 @@ async fn ping(state: web::types::State<AppState>) -> HttpResponse {
 }
 
 /// 200 while this replica is alive, 503 after `/fall` (nginx and compose health checks).
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(method(get, head), path = "/health", tag = "operations",
     responses((status = 200, body = Health), (status = 503, description = "fallen", body = Health)))]
 async fn health(state: web::types::State<AppState>) -> HttpResponse {
     if state.liveness.is_alive() {
