@@ -47,11 +47,12 @@ async fn document() -> HttpResponse {
     HttpResponse::Ok().content_type(JSON).body(document_json())
 }
 
-/// Swagger UI's page. Its asset links are relative (`./swagger-ui.css`), which from
-/// `/api/openapi` would point at `/api/`, so they are rewritten once to `/api/openapi/`.
+/// Swagger UI for this document, served from the binary (works offline).
 #[utoipa::path(get, path = "/api/openapi", tag = "operations",
     responses((status = 200, description = "Swagger UI", content_type = "text/html")))]
 async fn ui_index() -> HttpResponse {
+    // Its asset links are relative (`./swagger-ui.css`), which from `/api/openapi` would point
+    // at `/api/`, so they are rewritten once to `/api/openapi/`.
     static PAGE: OnceLock<Option<Bytes>> = OnceLock::new();
     let page = PAGE.get_or_init(|| {
         let file = utoipa_swagger_ui::serve("index.html", swagger_config()).ok()??;
