@@ -135,6 +135,34 @@ impl web::error::WebResponseError for ApiError {
     }
 }
 
+impl From<crate::ops::OpsError> for ApiError {
+    fn from(e: crate::ops::OpsError) -> Self {
+        use crate::ops::OpsError;
+        match e {
+            OpsError::Unauthorized => Self::from_static(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"missing or wrong admin token"}"#,
+            ),
+            OpsError::AdminDisabled => Self::from_static(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"admin routes are disabled: no ADMIN_TOKEN configured"}"#,
+            ),
+        }
+    }
+}
+
+/// The shape of every error body, for the OpenAPI document (the bodies themselves are built
+/// by [`ApiError`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorResponse {
+    /// A human readable message.
+    #[schema(example = "not found")]
+    error: String,
+    /// The offending field, for validation errors.
+    field: Option<String>,
+}
+
 /// Formats an error with its whole `source()` chain on one line, for the logs.
 pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 

@@ -1,6 +1,9 @@
-//! Builds the ntex application: per-worker state (pools), every domain's routes, the JSON
-//! 404/405 fallbacks, and the server itself (TCP port or Unix socket, graceful stop).
-use std::sync::Arc;
+//! Builds the ntex application: per-worker state (pools), every domain's routes and OpenAPI
+//! paths, the JSON 404/405 fallbacks, and the server itself (TCP port or Unix socket, graceful
+//! stop on SIGTERM/SIGINT).
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ntex::web::{self, App, HttpServer};
 
@@ -8,7 +11,7 @@ use crate::config::Config;
 use crate::error;
 use crate::infra;
 use crate::lifecycle::Shutdown;
-use crate::ops::{self, Liveness};
+use crate::ops::{self, Gate, Liveness, Observe};
 use crate::BoxError;
 
 /// What a handler can reach. One per worker: the pools belong to that worker's runtime.
@@ -41,9 +44,12 @@ impl Shared {
     /// Builds one worker's state: its own pools on its own runtime.
     pub fn worker_state(&self) -> Result<AppState, BoxError> {
         let c = &self.config;
+        let pg = infra::postgres::pool(&c.database_url, c.pg_pool_size)?;
+        let redis = infra::redis::pool(&c.redis_url, c.redis_pool_size)?;
+        ops::metrics::register_pools(&pg, &redis);
         Ok(AppState {
-            pg: infra::postgres::pool(&c.database_url, c.pg_pool_size)?,
-            redis: infra::redis::pool(&c.redis_url, c.redis_pool_size)?,
+            pg,
+            redis,
             liveness: self.liveness.clone(),
             shutdown: self.shutdown.clone(),
             ops: ops::OpsBodies::new(&c.instance_name),
@@ -52,14 +58,76 @@ impl Shared {
     }
 }
 
-/// A resource whose unknown methods answer JSON 405 instead of ntex's empty one.
-pub fn resource(path: &str) -> web::Resource<web::DefaultError> {
-    web::resource(path).default_service(web::route().to(error::method_not_allowed))
+/// What [`resource`] returns: an ntex resource wearing the [`Observe`] middleware.
+pub type Resource = web::Resource<
+    web::DefaultError,
+    web::stack::WebStack<ntex::service::Identity, Observe, web::DefaultError>,
+>;
+
+/// A resource for `path` — always use it: unknown methods answer JSON 405 instead of ntex's
+/// empty one, every request is counted and logged under `path` (the template, not the raw
+/// path), and the route answers 503 while the replica is fallen. Registering it also records
+/// `path` in [`registered_paths`], which the OpenAPI test checks against the document.
+pub fn resource(path: &str) -> Resource {
+    observed(register_path(path), Gate::WhenFallen)
 }
 
-/// Every route of every domain.
+/// Like [`resource`], but still answering while the replica is fallen (operations only).
+pub fn ops_resource(path: &str) -> Resource {
+    observed(register_path(path), Gate::Never)
+}
+
+fn observed(template: &'static str, gate: Gate) -> Resource {
+    web::resource(template)
+        .middleware(Observe::new(template, gate))
+        .default_service(web::route().to(error::method_not_allowed))
+}
+
+fn paths() -> &'static Mutex<BTreeSet<&'static str>> {
+    static PATHS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    &PATHS
+}
+
+/// Records a route template and returns it as `'static` for the metric label. Each distinct
+/// template is leaked once per process (a few dozen strings), never per request.
+fn register_path(path: &str) -> &'static str {
+    let mut paths = paths().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = paths.get(path) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(path.to_owned().into_boxed_str());
+    paths.insert(leaked);
+    leaked
+}
+
+/// Every path template registered through [`resource`] in this process so far (an app is
+/// registered once its first worker has started).
+pub fn registered_paths() -> Vec<&'static str> {
+    paths()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// Every route of every domain. A new domain adds its `configure` here and its `Api` in
+/// [`openapi`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+}
+
+/// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = ops::Api::openapi();
+    doc.merge(ops::openapi::Api::openapi());
+    doc.info.title = "Arena".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some(
+        "Rinha-style service: people, accounts, real time and operations behind nginx.".to_owned(),
+    );
+    doc
 }
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
@@ -76,12 +144,14 @@ fn build(
         let state = shared
             .worker_state()
             .expect("BUG: pool settings were validated at start");
-        App::new()
-            .state(state)
-            .configure(routes)
-            .default_service(web::route().to(error::not_found))
+        App::new().state(state).configure(routes).default_service(
+            observed(ops::metrics::UNMATCHED, Gate::WhenFallen)
+                .route(web::route().to(error::not_found)),
+        )
     })
     .workers(config.workers)
+    // serve() handles SIGTERM/SIGINT itself, to signal our tasks before the drain.
+    .disable_signals()
     .shutdown_timeout(ntex::time::Seconds(config.shutdown_timeout_secs));
     let server = match (listener, &config.socket_path) {
         (Some(l), _) => server.listen(l)?,
@@ -104,10 +174,50 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
             infra::postgres::migrate(&shared.config.database_url).await?;
         }
         tracing::info!(instance = %shared.config.instance_name, port = shared.config.port, "serving");
-        build(shared, None)?.await?;
+        let server = build(shared.clone(), None)?;
+        ntex::rt::spawn(stop_on_signal(server.clone(), shared.shutdown.clone()));
+        server.await?;
+        // The listeners are closed and in-flight requests done; our own tasks (sockets,
+        // consumers, the clock) got the signal first and now report back, bounded.
+        let limit = Duration::from_secs(shared.config.shutdown_timeout_secs.into());
+        if !shared.shutdown.tasks_done(limit).await {
+            tracing::warn!(?limit, "some tasks had not finished when the time ran out");
+        }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// On SIGTERM or SIGINT: signal [`Shutdown`] (tasks start closing WebSockets with 1001,
+/// flushing, deleting their rows), then stop the server gracefully — no new connections,
+/// in-flight requests finish within `SHUTDOWN_TIMEOUT_SECS`.
+async fn stop_on_signal(server: ntex::server::Server, shutdown: Shutdown) {
+    let Some(signal) = termination().await else {
+        return;
+    };
+    tracing::info!(signal, "stopping: draining in-flight requests");
+    shutdown.signal();
+    server.stop(true).await;
+}
+
+/// Waits for SIGTERM or SIGINT and names it; `None` if signals cannot be watched (then the
+/// process stops only when killed, as before).
+async fn termination() -> Option<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM/SIGINT");
+            return None;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => Some("SIGTERM"),
+        _ = int.recv() => Some("SIGINT"),
+    }
 }
 
 /// A server started in its own thread on an ephemeral port, for integration tests.
