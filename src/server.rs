@@ -9,6 +9,7 @@ use crate::error;
 use crate::infra;
 use crate::lifecycle::Shutdown;
 use crate::ops::{self, Liveness};
+use crate::people;
 use crate::BoxError;
 
 /// What a handler can reach. One per worker: the pools belong to that worker's runtime.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub liveness: Liveness,
     pub shutdown: Shutdown,
     pub ops: ops::OpsBodies,
+    /// This worker's RabbitMQ publisher for new people (connects on first use).
+    pub people: people::Publisher,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -47,6 +50,7 @@ impl Shared {
             liveness: self.liveness.clone(),
             shutdown: self.shutdown.clone(),
             ops: ops::OpsBodies::new(&c.instance_name),
+            people: people::Publisher::new(&c.amqp_url, &c.instance_name, &c.people_queue),
             config: c.clone(),
         })
     }
@@ -60,11 +64,12 @@ pub fn resource(path: &str) -> web::Resource<web::DefaultError> {
 /// Every route of every domain.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    people::configure(cfg);
 }
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[];
+pub const RESET_SQL: &[&str] = &[people::store::RESET_SQL];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(
