@@ -181,9 +181,17 @@ fn queue_depth(config: &Config, queue: &str) -> u32 {
     })
 }
 
-/// Deletes the test's queues (they are durable and would outlive the test).
+/// Deletes the test's queues (they are durable and would outlive the test) and its counters.
 fn delete_queues(config: &Config) {
     infra::block_on(async {
+        let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("p:created:{}", config.people_queue))
+            .arg(format!("p:inserted:{}", config.people_queue))
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
         let Ok(conn) = infra::amqp::connect(&config.amqp_url, "people-test").await else {
             return;
         };
@@ -487,5 +495,22 @@ fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(found_ids, expected);
+    delete_queues(&config);
+}
+
+#[test]
+fn a_count_with_wait_answers_once_every_created_person_is_inserted() {
+    let mut config = config("drain");
+    config.inserter_flush_ms = 400;
+    let app = TestServer::start(config.clone());
+    let _inserter = Inserter::start(&config);
+    let ids: Vec<Uuid> = (0..5).map(|_| create(&app, &apelido())).collect();
+    let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        in_postgres(&config, &ids),
+        5,
+        "the count waited for the flush"
+    );
     delete_queues(&config);
 }

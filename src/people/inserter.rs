@@ -68,8 +68,18 @@ async fn stop_on_signal(shutdown: Shutdown) {
 pub async fn consume(config: &Config, shutdown: &Shutdown) {
     let _guard = shutdown.guard();
     let mut db = Database::new(&config.database_url);
+    let counters = Counters {
+        queue: config.people_queue.clone(),
+        redis: match infra::redis::pool(&config.redis_url, 1) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&*e), "bad REDIS_URL: /contagem-pessoas?wait= will not see inserts");
+                None
+            }
+        },
+    };
     while !shutdown.is_stopping() {
-        match session(config, shutdown, &mut db).await {
+        match session(config, shutdown, &mut db, &counters).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %ErrorChain(&*e), "inserter lost a connection; retrying");
@@ -78,6 +88,25 @@ pub async fn consume(config: &Config, shutdown: &Shutdown) {
                     _ = tokio::time::sleep(RETRY_DELAY) => {}
                 }
             }
+        }
+    }
+}
+
+/// The Redis counter of inserted rows `/contagem-pessoas?wait=` compares with the created one.
+struct Counters {
+    queue: String,
+    redis: Option<deadpool_redis::Pool>,
+}
+
+impl Counters {
+    /// Best effort: a missed increment only makes a `wait` run to its limit; it loses nothing.
+    async fn inserted(&self, rows: u64) {
+        let Some(redis) = &self.redis else { return };
+        if rows == 0 {
+            return;
+        }
+        if let Err(e) = store::record_inserted(redis, &self.queue, rows).await {
+            tracing::warn!(error = %ErrorChain(&e), rows, "could not count inserted people");
         }
     }
 }
@@ -158,7 +187,12 @@ impl Batch {
 }
 
 /// One connection to RabbitMQ: consume until shutdown (Ok) or until something breaks (Err).
-async fn session(config: &Config, shutdown: &Shutdown, db: &mut Database) -> Result<(), BoxError> {
+async fn session(
+    config: &Config,
+    shutdown: &Shutdown,
+    db: &mut Database,
+    counters: &Counters,
+) -> Result<(), BoxError> {
     let name = format!("{}-inserter", config.instance_name);
     let connection = infra::amqp::connect(&config.amqp_url, &name).await?;
     let channel = connection.create_channel().await?;
@@ -188,18 +222,18 @@ async fn session(config: &Config, shutdown: &Shutdown, db: &mut Database) -> Res
                 let _ = channel
                     .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                     .await;
-                let flushed = flush(&mut batch, db, shutdown).await;
+                let flushed = flush(&mut batch, db, counters, shutdown).await;
                 let _ = connection.close(200, "inserter stopping".into()).await;
                 return flushed;
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                flush(&mut batch, db, shutdown).await?;
+                flush(&mut batch, db, counters, shutdown).await?;
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     accept(delivery, &mut batch, flush_after).await?;
                     if batch.people.len() >= batch_size {
-                        flush(&mut batch, db, shutdown).await?;
+                        flush(&mut batch, db, counters, shutdown).await?;
                     }
                 }
                 Some(Err(e)) => return Err(e.into()),
@@ -239,7 +273,12 @@ async fn accept(
 
 /// Writes the batch and acks it. Retries while PostgreSQL is unavailable (nothing is consumed
 /// meanwhile); gives up only when stopping, leaving the batch unacked for redelivery.
-async fn flush(batch: &mut Batch, db: &mut Database, shutdown: &Shutdown) -> Result<(), BoxError> {
+async fn flush(
+    batch: &mut Batch,
+    db: &mut Database,
+    counters: &Counters,
+    shutdown: &Shutdown,
+) -> Result<(), BoxError> {
     if batch.people.is_empty() {
         return Ok(());
     }
@@ -247,6 +286,9 @@ async fn flush(batch: &mut Batch, db: &mut Database, shutdown: &Shutdown) -> Res
     loop {
         match db.insert(&batch.people).await {
             Ok(inserted) => {
+                // Counted before the ack: a crash in between redelivers rows that then insert
+                // nothing, so nothing is counted twice.
+                counters.inserted(inserted).await;
                 let last = batch.ackers.last().expect("BUG: the batch is not empty");
                 last.ack(BasicAckOptions { multiple: true }).await?;
                 tracing::debug!(
@@ -266,7 +308,7 @@ async fn flush(batch: &mut Batch, db: &mut Database, shutdown: &Shutdown) -> Res
             }
             Err(InsertError::Refused(e)) => {
                 tracing::warn!(error = %ErrorChain(&e), "batch refused; writing it row by row");
-                let result = flush_row_by_row(batch, db).await;
+                let result = flush_row_by_row(batch, db, counters).await;
                 batch.clear();
                 return result;
             }
@@ -282,10 +324,15 @@ async fn flush(batch: &mut Batch, db: &mut Database, shutdown: &Shutdown) -> Res
 }
 
 /// The fallback for a refused batch: each row on its own, refused rows to the dead-letter queue.
-async fn flush_row_by_row(batch: &Batch, db: &mut Database) -> Result<(), BoxError> {
+async fn flush_row_by_row(
+    batch: &Batch,
+    db: &mut Database,
+    counters: &Counters,
+) -> Result<(), BoxError> {
     for (person, acker) in batch.people.iter().zip(&batch.ackers) {
         match db.insert(std::slice::from_ref(person)).await {
-            Ok(_) => {
+            Ok(inserted) => {
+                counters.inserted(inserted).await;
                 acker.ack(BasicAckOptions { multiple: false }).await?;
             }
             Err(InsertError::Refused(e)) => {

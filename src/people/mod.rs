@@ -77,11 +77,12 @@ impl From<Invalid> for PeopleError {
 /// answered for a person the broker has taken responsibility for.
 pub async fn create(state: &AppState, person: NewPerson) -> Result<Person, PeopleError> {
     let person = person.with_id(Uuid::new_v4());
-    if !store::reserve(&state.redis, &person).await? {
+    let queue = &state.config.people_queue;
+    if !store::reserve(&state.redis, queue, &person).await? {
         return Err(PeopleError::DuplicateApelido);
     }
     if let Err(e) = state.people.publish(&person.json).await {
-        if let Err(undo) = store::release(&state.redis, &person).await {
+        if let Err(undo) = store::release(&state.redis, queue, &person).await {
             // The apelido stays reserved; the person was never published, so the count is
             // still right, but that apelido cannot be taken again until `arena reset`.
             tracing::error!(error = %crate::error::ErrorChain(&undo), apelido = person.person.apelido.as_str(),
@@ -107,17 +108,16 @@ pub async fn find(state: &AppState, id: &Uuid) -> Result<Vec<u8>, PeopleError> {
 }
 
 /// People in PostgreSQL; with `wait`, first waits (bounded) until every person answered 201 has
-/// been inserted, i.e. the table holds at least the created counter.
+/// been inserted (the queue's inserted counter has caught up with its created counter).
 pub async fn count(state: &AppState, wait: Option<Duration>) -> Result<i64, PeopleError> {
     let Some(wait) = wait else {
         return store::count(&state.pg).await;
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let (n, created) = tokio::join!(store::count(&state.pg), store::created(&state.redis));
-        let n = n?;
-        if n >= created? || tokio::time::Instant::now() >= deadline {
-            return Ok(n);
+        let drained = store::drained(&state.redis, &state.config.people_queue).await?;
+        if drained || tokio::time::Instant::now() >= deadline {
+            return store::count(&state.pg).await;
         }
         tokio::time::sleep(DRAIN_POLL).await;
     }

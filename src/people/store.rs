@@ -5,8 +5,11 @@
 //! Redis keys, all under `p:` so `arena reset` can find them:
 //! - `p:apelido:<apelido>` → id, set with NX and never expiring: the uniqueness check.
 //! - `p:id:<uuid>` → the person's JSON, so a GET on any replica answers before the inserter ran.
-//! - `p:created` → people published (201s answered); `/contagem-pessoas?wait=` compares the
-//!   table's count with it to know the queue has drained.
+//! - `p:created:<queue>` → people published to that queue (201s answered), and
+//!   `p:inserted:<queue>` → rows the inserter of that queue actually inserted (redeliveries
+//!   insert nothing, so they add nothing): the queue has drained when inserted ≥ created, which
+//!   is what `/contagem-pessoas?wait=` waits for. Per queue, so tests with their own queues
+//!   neither see nor disturb the stack's.
 use std::time::Duration;
 
 use deadpool_redis::redis;
@@ -24,7 +27,8 @@ use crate::infra;
 pub const KEY_PREFIX: &str = "p:";
 const APELIDO_KEY: &str = "p:apelido:";
 const ID_KEY: &str = "p:id:";
-const CREATED_KEY: &str = "p:created";
+const CREATED_KEY: &str = "p:created:";
+const INSERTED_KEY: &str = "p:inserted:";
 
 /// How long a person stays in the Redis cache. The inserter writes it to PostgreSQL within a
 /// flush (milliseconds) of its 201; an hour covers any backlog after a crash many times over
@@ -58,15 +62,27 @@ fn id_key(id: &Uuid) -> String {
     format!("{ID_KEY}{id}")
 }
 
+fn created_key(queue: &str) -> String {
+    format!("{CREATED_KEY}{queue}")
+}
+
+fn inserted_key(queue: &str) -> String {
+    format!("{INSERTED_KEY}{queue}")
+}
+
 /// Reserves `person`'s apelido and caches it; false when the apelido is taken.
-pub async fn reserve(redis: &deadpool_redis::Pool, person: &Person) -> Result<bool, PeopleError> {
+pub async fn reserve(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    person: &Person,
+) -> Result<bool, PeopleError> {
     let mut conn = redis.get().await?;
     let reserved: i64 = redis::cmd("EVAL")
         .arg(RESERVE_LUA)
         .arg(3)
         .arg(apelido_key(person.person.apelido.as_str()))
         .arg(id_key(&person.id))
-        .arg(CREATED_KEY)
+        .arg(created_key(queue))
         .arg(person.id.to_string())
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
@@ -76,14 +92,18 @@ pub async fn reserve(redis: &deadpool_redis::Pool, person: &Person) -> Result<bo
 }
 
 /// Frees the apelido and drops the cached person (only if the reservation is still ours).
-pub async fn release(redis: &deadpool_redis::Pool, person: &Person) -> Result<(), PeopleError> {
+pub async fn release(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    person: &Person,
+) -> Result<(), PeopleError> {
     let mut conn = redis.get().await?;
     let _: i64 = redis::cmd("EVAL")
         .arg(RELEASE_LUA)
         .arg(3)
         .arg(apelido_key(person.person.apelido.as_str()))
         .arg(id_key(&person.id))
-        .arg(CREATED_KEY)
+        .arg(created_key(queue))
         .arg(person.id.to_string())
         .query_async(&mut *conn)
         .await?;
@@ -103,14 +123,30 @@ pub async fn cached(
     Ok(json)
 }
 
-/// How many people the replicas have answered 201 for (minus those undone).
-pub async fn created(redis: &deadpool_redis::Pool) -> Result<i64, PeopleError> {
+/// True once the inserter of `queue` has inserted as many people as were published to it.
+pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
     let mut conn = redis.get().await?;
-    let n: Option<i64> = redis::cmd("GET")
-        .arg(CREATED_KEY)
+    let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+        .arg(created_key(queue))
+        .arg(inserted_key(queue))
         .query_async(&mut *conn)
         .await?;
-    Ok(n.unwrap_or(0))
+    Ok(inserted.unwrap_or(0) >= created.unwrap_or(0))
+}
+
+/// Adds rows just committed by the inserter of `queue` to its inserted counter.
+pub async fn record_inserted(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    rows: u64,
+) -> Result<(), PeopleError> {
+    let mut conn = redis.get().await?;
+    let _: i64 = redis::cmd("INCRBY")
+        .arg(inserted_key(queue))
+        .arg(rows)
+        .query_async(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Deletes every people key (SCAN + DEL, never KEYS, so a big keyspace does not block Redis).
