@@ -23,6 +23,8 @@ pub enum Command {
     Migrate,
     /// Empty every domain's tables and reseed them (accounts 1-5 back to balance 0).
     Reset,
+    /// Consume the people queue and write people to PostgreSQL in batches.
+    Inserter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +93,29 @@ pub struct Config {
         global = true
     )]
     pub shutdown_timeout_secs: u16,
+    /// RabbitMQ queue the replicas publish new people to and the inserter consumes; rejected
+    /// (undecodable) messages go to `<queue>.dead`.
+    #[arg(
+        long,
+        env = "PEOPLE_QUEUE",
+        default_value = "arena.people",
+        global = true
+    )]
+    pub people_queue: String,
+    /// The inserter writes a batch once it holds this many people. 1000 rows of ~200 bytes is
+    /// one ~200 KB statement: large enough that 600 POST/s are a handful of statements a second,
+    /// small enough to keep the inserter inside its 30 MB.
+    #[arg(
+        long,
+        env = "INSERTER_BATCH_SIZE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub inserter_batch_size: usize,
+    /// ...or once the oldest person in the batch has waited this long (ms). Bounds how far
+    /// `/contagem-pessoas` lags behind the last 201; reads by id never wait (Redis has them).
+    #[arg(long, env = "INSERTER_FLUSH_MS", default_value_t = 100, global = true)]
+    pub inserter_flush_ms: u64,
     /// `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

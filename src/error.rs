@@ -202,6 +202,42 @@ pub async fn read_body(
     Ok(body)
 }
 
+impl From<crate::people::PeopleError> for ApiError {
+    fn from(e: crate::people::PeopleError) -> Self {
+        use crate::people::PeopleError as P;
+        let invalid = |status, i: crate::people::model::Invalid| {
+            if i.field == "body" {
+                Self::new(status, i.reason)
+            } else {
+                Self::field(status, i.field, format!("{} {}", i.field, i.reason))
+            }
+        };
+        match e {
+            P::Malformed(i) => invalid(StatusCode::BAD_REQUEST, i),
+            P::Unprocessable(i) => invalid(StatusCode::UNPROCESSABLE_ENTITY, i),
+            P::DuplicateApelido => Self::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"apelido already taken","field":"apelido"}"#,
+            ),
+            P::NotFound => Self::not_found(),
+            P::MissingTerm => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"query parameter t is required","field":"t"}"#,
+            ),
+            P::BadQuery => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"malformed query string"}"#,
+            ),
+            P::Redis(_)
+            | P::RedisPool(_)
+            | P::Postgres(_)
+            | P::PostgresPool(_)
+            | P::Broker(_)
+            | P::NotConfirmed(_) => Self::unavailable("people storage", &e),
+        }
+    }
+}
+
 /// JSON 404 for every path no domain claims.
 pub async fn not_found() -> HttpResponse {
     ApiError::not_found().into_response()

@@ -5,6 +5,7 @@ pub mod error;
 pub mod infra;
 pub mod lifecycle;
 pub mod ops;
+pub mod people;
 pub mod server;
 pub mod telemetry;
 
@@ -25,7 +26,10 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Reset => infra::block_on(async move {
             infra::postgres::migrate(&config.database_url).await?;
             infra::postgres::reset(&config.database_url, server::RESET_SQL).await?;
+            // People's dedup keys, cache and created counter go with their table.
+            people::store::reset_redis(&config.redis_url).await?;
             Ok(())
         }),
+        Command::Inserter => people::inserter::run(config),
     }
 }

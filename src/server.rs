@@ -12,6 +12,7 @@ use crate::error;
 use crate::infra;
 use crate::lifecycle::Shutdown;
 use crate::ops::{self, Gate, Liveness, Observe};
+use crate::people;
 use crate::BoxError;
 
 /// What a handler can reach. One per worker: the pools belong to that worker's runtime.
@@ -22,6 +23,8 @@ pub struct AppState {
     pub liveness: Liveness,
     pub shutdown: Shutdown,
     pub ops: ops::OpsBodies,
+    /// This worker's RabbitMQ publisher for new people (connects on first use).
+    pub people: people::Publisher,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -53,6 +56,7 @@ impl Shared {
             liveness: self.liveness.clone(),
             shutdown: self.shutdown.clone(),
             ops: ops::OpsBodies::new(&c.instance_name),
+            people: people::Publisher::new(&c.amqp_url, &c.instance_name, &c.people_queue),
             config: c.clone(),
         })
     }
@@ -115,6 +119,7 @@ pub fn registered_paths() -> Vec<&'static str> {
 /// [`openapi`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    people::configure(cfg);
 }
 
 /// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
@@ -132,7 +137,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[];
+pub const RESET_SQL: &[&str] = &[people::store::RESET_SQL];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(

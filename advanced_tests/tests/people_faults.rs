@@ -1,0 +1,128 @@
+//! People survive their faults: while POSTs stream in through nginx, the inserter is killed
+//! with SIGKILL and started again, and RabbitMQ's application is restarted (`rabbitmqctl
+//! stop_app && start_app`, never the node: other stacks share it). Every 201 must end up in
+//! PostgreSQL exactly once; the only other answers allowed meanwhile are 503 (and 502 while
+//! `heal` restarts replicas).
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use advanced_tests::{get, post, read_pid, signal, stack};
+
+fn apelido(worker: usize, n: u64) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    format!("f{t:x}w{worker}n{n}")
+}
+
+fn rabbitmqctl(arg: &str) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("rabbitmqctl is installed with RabbitMQ");
+    assert!(status.success(), "rabbitmqctl {arg} failed");
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .expect("psql is installed with PostgreSQL");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn every_201_survives_an_inserter_kill_and_a_rabbitmq_restart() {
+    let s = stack();
+    let stop = AtomicBool::new(false);
+    let created = Mutex::new(Vec::<String>::new());
+    let unavailable = AtomicU64::new(0);
+    let created_since = |n: usize, limit: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if created.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let (stop, created, unavailable) = (&stop, &created, &unavailable);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = format!(
+                        r#"{{"apelido":"{}","nome":"Falha Segura","nascimento":"1991-03-04","stack":["Rust"]}}"#,
+                        apelido(worker, n)
+                    );
+                    let r = post(&s.at("/pessoas"), &body);
+                    match r.status {
+                        201 => created.lock().unwrap().push(r.json()["id"].as_str().unwrap().to_owned()),
+                        // 503: the broker is restarting. 502: `heal` restarts replicas whose
+                        // binary changed. Neither is a 201, so neither is owed a row.
+                        502 | 503 => {
+                            unavailable.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        other => panic!("unexpected {other}: {r:?}"),
+                    }
+                }
+            });
+        }
+
+        assert!(
+            created_since(50, Duration::from_secs(30)),
+            "POSTs are flowing"
+        );
+        let pid = read_pid(&s.pid_file("inserter")).expect("scripts/up started the inserter");
+        signal(pid, "KILL");
+        let before = created.lock().unwrap().len();
+        assert!(
+            created_since(before + 50, Duration::from_secs(30)),
+            "201s go on without an inserter"
+        );
+        s.heal();
+        let new_pid = read_pid(&s.pid_file("inserter")).expect("heal restarted the inserter");
+        assert_ne!(new_pid, pid);
+
+        rabbitmqctl("stop_app");
+        std::thread::sleep(Duration::from_millis(500));
+        rabbitmqctl("start_app");
+        let before = created.lock().unwrap().len();
+        assert!(
+            created_since(before + 100, Duration::from_secs(60)),
+            "publishers reconnect after RabbitMQ restarts"
+        );
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let ids = created.into_inner().unwrap();
+    let drained = get(&s.at("/contagem-pessoas?wait=60"));
+    assert_eq!(drained.status, 200, "{drained:?}");
+    let url = s
+        .env
+        .get("DATABASE_URL")
+        .expect("stack.env names DATABASE_URL");
+    let list = ids.join(",");
+    let found = psql(
+        url,
+        &format!("SELECT count(*) || ' ' || count(DISTINCT id) FROM pessoas WHERE id = ANY('{{{list}}}'::uuid[])"),
+    );
+    assert_eq!(
+        found,
+        format!("{0} {0}", ids.len()),
+        "every 201 is in PostgreSQL once ({} answered 503 meanwhile)",
+        unavailable.load(Ordering::Relaxed)
+    );
+}

@@ -1,0 +1,124 @@
+//! People (Rinha 2023, SPEC §2). A POST is parsed into a [`model::NewPerson`], given an id and
+//! serialised once; its apelido is reserved and the person cached in Redis in one atomic step,
+//! then it is published to a durable RabbitMQ queue with a publisher confirm, and only then
+//! answered 201. `arena inserter` ([`inserter`]) drains the queue into PostgreSQL in batches.
+//! Reads by id hit Redis first and PostgreSQL on a miss; search and count read PostgreSQL.
+pub mod inserter;
+pub mod model;
+mod routes;
+pub mod store;
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+pub use routes::configure;
+pub use store::Publisher;
+
+use crate::server::AppState;
+use model::{Invalid, InvalidKind, NewPerson, Person};
+
+/// Longest `/contagem-pessoas?wait=` honoured: below nginx's 75 s read timeout.
+pub const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting count looks again: a flush takes ~100 ms, so a few looks per flush.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Everything that can go wrong with people; `error.rs` maps each to its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeopleError {
+    /// 400: the body is not JSON, or a field has the wrong JSON type.
+    #[error("malformed request: {} {}", .0.field, .0.reason)]
+    Malformed(Invalid),
+    /// 422: a required field is null or missing, too long, or an impossible date.
+    #[error("unprocessable person: {} {}", .0.field, .0.reason)]
+    Unprocessable(Invalid),
+    /// 422: another person has this apelido.
+    #[error("apelido already taken")]
+    DuplicateApelido,
+    /// 404: no such person (or not a UUID).
+    #[error("person not found")]
+    NotFound,
+    /// 400: search without `t`.
+    #[error("missing search term")]
+    MissingTerm,
+    /// 400: a query string that does not decode.
+    #[error("malformed query string")]
+    BadQuery,
+    /// 503: Redis failed.
+    #[error("redis")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    /// 503: no Redis connection.
+    #[error("redis pool")]
+    RedisPool(#[from] deadpool_redis::PoolError),
+    /// 503: PostgreSQL failed.
+    #[error("postgres")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// 503: no PostgreSQL connection.
+    #[error("postgres pool")]
+    PostgresPool(#[from] deadpool_postgres::PoolError),
+    /// 503: RabbitMQ failed.
+    #[error("rabbitmq")]
+    Broker(#[from] lapin::Error),
+    /// 503: RabbitMQ did not confirm the message (nack, returned, timeout).
+    #[error("{0}")]
+    NotConfirmed(&'static str),
+}
+
+impl From<Invalid> for PeopleError {
+    fn from(invalid: Invalid) -> Self {
+        match invalid.kind {
+            InvalidKind::Malformed => Self::Malformed(invalid),
+            InvalidKind::Unprocessable => Self::Unprocessable(invalid),
+        }
+    }
+}
+
+/// Creates a person: reserve + cache, publish with confirm, or undo and fail. A 201 is only
+/// answered for a person the broker has taken responsibility for.
+pub async fn create(state: &AppState, person: NewPerson) -> Result<Person, PeopleError> {
+    let person = person.with_id(Uuid::new_v4());
+    let queue = &state.config.people_queue;
+    if !store::reserve(&state.redis, queue, &person).await? {
+        return Err(PeopleError::DuplicateApelido);
+    }
+    if let Err(e) = state.people.publish(&person.json).await {
+        if let Err(undo) = store::release(&state.redis, queue, &person).await {
+            // The apelido stays reserved; the person was never published, so the count is
+            // still right, but that apelido cannot be taken again until `arena reset`.
+            tracing::error!(error = %crate::error::ErrorChain(&undo), apelido = person.person.apelido.as_str(),
+                "could not release the apelido of an unpublished person");
+        }
+        return Err(e);
+    }
+    Ok(person)
+}
+
+/// Person `id`'s JSON: Redis first (people not inserted yet are there), then PostgreSQL.
+pub async fn find(state: &AppState, id: &Uuid) -> Result<Vec<u8>, PeopleError> {
+    match store::cached(&state.redis, id).await {
+        Ok(Some(json)) => return Ok(json),
+        Ok(None) => {}
+        // Redis down must not hide people PostgreSQL has.
+        Err(e) => tracing::warn!(error = %crate::error::ErrorChain(&e), "person cache unavailable"),
+    }
+    store::find(&state.pg, id)
+        .await?
+        .map(String::into_bytes)
+        .ok_or(PeopleError::NotFound)
+}
+
+/// People in PostgreSQL; with `wait`, first waits (bounded) until every person answered 201 has
+/// been inserted (the queue's inserted counter has caught up with its created counter).
+pub async fn count(state: &AppState, wait: Option<Duration>) -> Result<i64, PeopleError> {
+    let Some(wait) = wait else {
+        return store::count(&state.pg).await;
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let drained = store::drained(&state.redis, &state.config.people_queue).await?;
+        if drained || tokio::time::Instant::now() >= deadline {
+            return store::count(&state.pg).await;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}

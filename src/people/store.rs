@@ -1,0 +1,412 @@
+//! Where people live: Redis (apelido reservations, the person cache, the created counter),
+//! RabbitMQ (the durable queue new people travel through) and PostgreSQL (the table the
+//! inserter fills and searches read). Every key, statement and message format is here.
+//!
+//! Redis keys, all under `p:` so `arena reset` can find them:
+//! - `p:apelido:<apelido>` → id, set with NX and never expiring: the uniqueness check.
+//! - `p:id:<uuid>` → the person's JSON, so a GET on any replica answers before the inserter ran.
+//! - `p:created:<queue>` → people published to that queue (201s answered), and
+//!   `p:inserted:<queue>` → rows the inserter of that queue actually inserted (redeliveries
+//!   insert nothing, so they add nothing): the queue has drained when inserted ≥ created, which
+//!   is what `/contagem-pessoas?wait=` waits for. Per queue, so tests with their own queues
+//!   neither see nor disturb the stack's.
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::model::{Person, SearchTerm};
+use super::PeopleError;
+use crate::infra;
+
+/// Prefix of every people key in Redis.
+pub const KEY_PREFIX: &str = "p:";
+const APELIDO_KEY: &str = "p:apelido:";
+const ID_KEY: &str = "p:id:";
+const CREATED_KEY: &str = "p:created:";
+const INSERTED_KEY: &str = "p:inserted:";
+
+/// How long a person stays in the Redis cache. The inserter writes it to PostgreSQL within a
+/// flush (milliseconds) of its 201; an hour covers any backlog after a crash many times over
+/// while keeping Redis from holding every person of a long run twice.
+const CACHE_TTL_SECS: u32 = 3600;
+
+/// Reserves the apelido and caches the person in one atomic round trip; counts it as created.
+/// Returns 1 when reserved, 0 when the apelido was taken.
+const RESERVE_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  redis.call('INCR', KEYS[3])
+  return 1
+end
+return 0";
+
+/// Undoes RESERVE_LUA for a person that could not be published.
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[2])
+  redis.call('DECR', KEYS[3])
+end
+return 0";
+
+fn apelido_key(apelido: &str) -> String {
+    format!("{APELIDO_KEY}{apelido}")
+}
+
+fn id_key(id: &Uuid) -> String {
+    format!("{ID_KEY}{id}")
+}
+
+fn created_key(queue: &str) -> String {
+    format!("{CREATED_KEY}{queue}")
+}
+
+fn inserted_key(queue: &str) -> String {
+    format!("{INSERTED_KEY}{queue}")
+}
+
+/// Reserves `person`'s apelido and caches it; false when the apelido is taken.
+pub async fn reserve(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    person: &Person,
+) -> Result<bool, PeopleError> {
+    let mut conn = redis.get().await?;
+    let reserved: i64 = redis::cmd("EVAL")
+        .arg(RESERVE_LUA)
+        .arg(3)
+        .arg(apelido_key(person.person.apelido.as_str()))
+        .arg(id_key(&person.id))
+        .arg(created_key(queue))
+        .arg(person.id.to_string())
+        .arg(&person.json[..])
+        .arg(CACHE_TTL_SECS)
+        .query_async(&mut *conn)
+        .await?;
+    Ok(reserved == 1)
+}
+
+/// Frees the apelido and drops the cached person (only if the reservation is still ours).
+pub async fn release(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    person: &Person,
+) -> Result<(), PeopleError> {
+    let mut conn = redis.get().await?;
+    let _: i64 = redis::cmd("EVAL")
+        .arg(RELEASE_LUA)
+        .arg(3)
+        .arg(apelido_key(person.person.apelido.as_str()))
+        .arg(id_key(&person.id))
+        .arg(created_key(queue))
+        .arg(person.id.to_string())
+        .query_async(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The cached JSON of person `id`, if Redis has it.
+pub async fn cached(
+    redis: &deadpool_redis::Pool,
+    id: &Uuid,
+) -> Result<Option<Vec<u8>>, PeopleError> {
+    let mut conn = redis.get().await?;
+    let json: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(id_key(id))
+        .query_async(&mut *conn)
+        .await?;
+    Ok(json)
+}
+
+/// True once the inserter of `queue` has inserted as many people as were published to it.
+pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
+    let mut conn = redis.get().await?;
+    let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+        .arg(created_key(queue))
+        .arg(inserted_key(queue))
+        .query_async(&mut *conn)
+        .await?;
+    Ok(inserted.unwrap_or(0) >= created.unwrap_or(0))
+}
+
+/// Adds rows just committed by the inserter of `queue` to its inserted counter.
+pub async fn record_inserted(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    rows: u64,
+) -> Result<(), PeopleError> {
+    let mut conn = redis.get().await?;
+    let _: i64 = redis::cmd("INCRBY")
+        .arg(inserted_key(queue))
+        .arg(rows)
+        .query_async(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes every people key (SCAN + DEL, never KEYS, so a big keyspace does not block Redis).
+pub async fn reset_redis(url: &str) -> Result<u64, crate::BoxError> {
+    let pool = infra::redis::pool(url, 1)?;
+    let mut conn = pool.get().await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{KEY_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut *conn)
+            .await?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<u64>(&mut *conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+// --- PostgreSQL -----------------------------------------------------------------------------
+
+const FIND_SQL: &str = "SELECT json FROM pessoas WHERE id = $1";
+const SEARCH_SQL: &str = "SELECT json FROM pessoas WHERE busca LIKE $1 LIMIT 50";
+const COUNT_SQL: &str = "SELECT count(*) FROM pessoas";
+/// One statement per batch; `ON CONFLICT DO NOTHING` makes a redelivered batch a no-op.
+const INSERT_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, busca, json) \
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[]) \
+     ON CONFLICT DO NOTHING";
+
+/// `TRUNCATE` for `arena reset`.
+pub const RESET_SQL: &str = "TRUNCATE pessoas";
+
+/// Person `id`'s JSON from PostgreSQL.
+pub async fn find(pg: &deadpool_postgres::Pool, id: &Uuid) -> Result<Option<String>, PeopleError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(FIND_SQL).await?;
+    let row = client.query_opt(&stmt, &[id]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The JSON array of at most 50 people matching `term`, concatenated from the stored JSON.
+pub async fn search(
+    pg: &deadpool_postgres::Pool,
+    term: &SearchTerm,
+) -> Result<Vec<u8>, PeopleError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(SEARCH_SQL).await?;
+    let rows = client.query(&stmt, &[&term.like_pattern()]).await?;
+    let mut body = Vec::with_capacity(2 + rows.len() * 160);
+    body.push(b'[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(row.get::<_, &str>(0).as_bytes());
+    }
+    body.push(b']');
+    Ok(body)
+}
+
+/// People in PostgreSQL.
+pub async fn count(pg: &deadpool_postgres::Pool) -> Result<i64, PeopleError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(COUNT_SQL).await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// The batch insert, prepared once per inserter connection.
+pub async fn prepare_insert(
+    client: &tokio_postgres::Client,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    client.prepare(INSERT_SQL).await
+}
+
+/// Writes `people` in one statement; returns the rows actually inserted (redeliveries and
+/// duplicate apelidos are skipped).
+pub async fn insert_batch(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    people: &[Person],
+) -> Result<u64, tokio_postgres::Error> {
+    let mut ids = Vec::with_capacity(people.len());
+    let mut apelidos = Vec::with_capacity(people.len());
+    let mut nomes = Vec::with_capacity(people.len());
+    let mut nascimentos = Vec::with_capacity(people.len());
+    let mut buscas = Vec::with_capacity(people.len());
+    let mut jsons = Vec::with_capacity(people.len());
+    for p in people {
+        ids.push(p.id);
+        apelidos.push(p.person.apelido.as_str());
+        nomes.push(p.person.nome.as_str());
+        nascimentos.push(p.person.nascimento.date());
+        buscas.push(p.person.search_text());
+        // from_message and with_id only ever hold JSON that was valid UTF-8 text.
+        jsons.push(std::str::from_utf8(&p.json).unwrap_or_default());
+    }
+    client
+        .execute(
+            stmt,
+            &[&ids, &apelidos, &nomes, &nascimentos, &buscas, &jsons],
+        )
+        .await
+}
+
+// --- RabbitMQ -------------------------------------------------------------------------------
+
+/// A publish that has not been confirmed after this long is answered 503: the client retries
+/// rather than waiting on a broker that is restarting.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Opening a connection to a broker that is up takes milliseconds; a stopped one refuses at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Name of the dead-letter queue of `queue`.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+/// Declares the durable people queue and its dead-letter queue. Publisher and inserter both
+/// call it with the same arguments (RabbitMQ refuses a redeclaration that differs).
+pub async fn declare_queues(channel: &Channel, queue: &str) -> lapin::Result<()> {
+    let dead = dead_letter_queue(queue);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+        .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dead.into()),
+    );
+    channel.queue_declare(queue.into(), durable, args).await?;
+    Ok(())
+}
+
+/// One broker connection and confirm-mode channel per worker, opened on first use and reopened
+/// after the broker or the connection goes away (the next publish after a restart reconnects).
+pub struct Publisher {
+    url: String,
+    name: String,
+    queue: ShortString,
+    link: Mutex<Option<Link>>,
+}
+
+struct Link {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Link {
+    fn usable(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+}
+
+impl Publisher {
+    pub fn new(url: &str, name: &str, queue: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            queue: queue.into(),
+            link: Mutex::new(None),
+        }
+    }
+
+    async fn channel(&self) -> Result<Channel, PeopleError> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref().filter(|l| l.usable()) {
+            return Ok(l.channel.clone());
+        }
+        if let Some(old) = link.take() {
+            close_quietly(old);
+        }
+        let connect = async {
+            let connection = infra::amqp::connect(&self.url, &self.name).await?;
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            declare_queues(&channel, self.queue.as_str()).await?;
+            lapin::Result::Ok(Link {
+                connection,
+                channel,
+            })
+        };
+        let fresh = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| PeopleError::NotConfirmed("connecting to RabbitMQ timed out"))??;
+        let channel = fresh.channel.clone();
+        *link = Some(fresh);
+        Ok(channel)
+    }
+
+    /// Publishes `body` as a persistent message and waits for the broker's confirm.
+    pub async fn publish(&self, body: &[u8]) -> Result<(), PeopleError> {
+        let channel = self.channel().await?;
+        let publish = async {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    self.queue.clone(),
+                    // mandatory: a message no queue takes comes back instead of vanishing.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await?;
+            confirm.await
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(_)) => Err(PeopleError::NotConfirmed("RabbitMQ refused the message")),
+            Ok(Err(e)) => {
+                self.forget_broken().await;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.forget_broken().await;
+                Err(PeopleError::NotConfirmed(
+                    "RabbitMQ did not confirm in time",
+                ))
+            }
+        }
+    }
+
+    /// Drops the link if it is no longer usable, so the next publish reconnects.
+    async fn forget_broken(&self) {
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(|l| !l.usable()) {
+            if let Some(old) = link.take() {
+                close_quietly(old);
+            }
+        }
+    }
+}
+
+fn close_quietly(link: Link) {
+    tokio::spawn(async move {
+        let _ = link.connection.close(200, "reconnecting".into()).await;
+    });
+}

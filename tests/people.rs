@@ -1,0 +1,516 @@
+//! People in-process against the real Redis, RabbitMQ and PostgreSQL. Each test has its own
+//! queue (`PEOPLE_QUEUE`), its own inserter on its own runtime, and unique apelidos, so they run
+//! in parallel with each other and with a running stack.
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use arena::config::Config;
+use arena::infra;
+use arena::lifecycle::Shutdown;
+use arena::people::{model::NewPerson, store};
+use arena::server::TestServer;
+use deadpool_redis::redis;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use uuid::Uuid;
+
+fn config(test: &str) -> Config {
+    static MIGRATED: OnceLock<()> = OnceLock::new();
+    let mut config = Config::from_env();
+    MIGRATED.get_or_init(|| {
+        infra::block_on(infra::postgres::migrate(&config.database_url)).expect("migrate")
+    });
+    config.people_queue = format!("test.people.{test}.{}", &Uuid::new_v4().to_string()[..8]);
+    config
+}
+
+/// A unique apelido (≤ 32 characters).
+fn apelido() -> String {
+    Uuid::new_v4().simple().to_string()[..24].to_owned()
+}
+
+fn person_body(apelido: &str) -> String {
+    format!(
+        r#"{{"apelido":"{apelido}","nome":"Teste da Silva","nascimento":"1990-05-17","stack":["Rust","PostgreSQL"]}}"#
+    )
+}
+
+struct Resp {
+    status: u16,
+    body: String,
+    location: Option<String>,
+    content_type: Option<String>,
+}
+
+fn send(method: &str, url: &str, body: Option<&str>) -> Resp {
+    let req = ureq::request(method, url);
+    let result = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let r = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    Resp {
+        status: r.status(),
+        location: r.header("location").map(str::to_owned),
+        content_type: r.header("content-type").map(str::to_owned),
+        body: r.into_string().unwrap(),
+    }
+}
+
+fn create(app: &TestServer, apelido: &str) -> Uuid {
+    let r = send("POST", &app.url("/pessoas"), Some(&person_body(apelido)));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.location.expect("a 201 has a Location");
+    Uuid::parse_str(location.strip_prefix("/pessoas/").unwrap()).unwrap()
+}
+
+/// An inserter on its own thread and runtime; stopped (flush + ack) when dropped.
+struct Inserter {
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Inserter {
+    fn start(config: &Config) -> Self {
+        let shutdown = Shutdown::default();
+        let (config, s) = (config.clone(), shutdown.clone());
+        let thread = std::thread::spawn(move || {
+            infra::block_on(arena::people::inserter::consume(&config, &s))
+        });
+        Self {
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.signal();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the inserter thread does not panic");
+        }
+    }
+}
+
+impl Drop for Inserter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How many of `ids` PostgreSQL holds.
+fn in_postgres(config: &Config, ids: &[Uuid]) -> i64 {
+    infra::block_on(async {
+        let client = infra::postgres::connect(&config.database_url)
+            .await
+            .unwrap();
+        client
+            .query_one("SELECT count(*) FROM pessoas WHERE id = ANY($1)", &[&ids])
+            .await
+            .unwrap()
+            .get(0)
+    })
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+/// Publishes raw bytes to the test's queue, as a replica would.
+fn publish_raw(config: &Config, bodies: &[&[u8]]) {
+    infra::block_on(async {
+        let conn = infra::amqp::connect(&config.amqp_url, "people-test")
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        store::declare_queues(&ch, &config.people_queue)
+            .await
+            .unwrap();
+        for body in bodies {
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    config.people_queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap();
+            assert!(confirm.await.unwrap().is_ack());
+        }
+        let _ = conn.close(200, "done".into()).await;
+    })
+}
+
+/// Ready messages in `queue`.
+fn queue_depth(config: &Config, queue: &str) -> u32 {
+    infra::block_on(async {
+        let conn = infra::amqp::connect(&config.amqp_url, "people-test")
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+        q.message_count()
+    })
+}
+
+/// Deletes the test's queues (they are durable and would outlive the test) and its counters.
+fn delete_queues(config: &Config) {
+    infra::block_on(async {
+        let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("p:created:{}", config.people_queue))
+            .arg(format!("p:inserted:{}", config.people_queue))
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        let Ok(conn) = infra::amqp::connect(&config.amqp_url, "people-test").await else {
+            return;
+        };
+        let ch = conn.create_channel().await.unwrap();
+        for q in [
+            config.people_queue.clone(),
+            store::dead_letter_queue(&config.people_queue),
+        ] {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = conn.close(200, "done".into()).await;
+    })
+}
+
+#[test]
+fn fifty_parallel_posts_of_one_apelido_create_exactly_one_person() {
+    let config = config("dedup");
+    let (a, b) = (
+        TestServer::start(config.clone()),
+        TestServer::start(config.clone()),
+    );
+    let body = person_body(&apelido());
+    let urls = [a.url("/pessoas"), b.url("/pessoas")];
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (url, body) = (&urls[i % 2], &body);
+                s.spawn(move || send("POST", url, Some(body)).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 422).count(),
+        49,
+        "{statuses:?}"
+    );
+    delete_queues(&config);
+}
+
+#[test]
+fn a_created_person_is_readable_at_once_from_another_replica_then_from_postgres() {
+    let config = config("ryw");
+    let (a, b) = (
+        TestServer::start(config.clone()),
+        TestServer::start(config.clone()),
+    );
+    let apelido = apelido();
+    let created = send("POST", &a.url("/pessoas"), Some(&person_body(&apelido)));
+    assert_eq!(created.status, 201);
+    let location = created.location.clone().unwrap();
+    let read = send("GET", &b.url(&location), None);
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, created.body);
+    let v: serde_json::Value = serde_json::from_str(&read.body).unwrap();
+    assert_eq!(v["apelido"], apelido.as_str());
+    assert_eq!(v["stack"], serde_json::json!(["Rust", "PostgreSQL"]));
+
+    // Once inserted and gone from the cache, PostgreSQL answers with the same JSON.
+    let id: Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    let _inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[id]
+    ) == 1));
+    infra::block_on(async {
+        let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("p:id:{id}"))
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+    });
+    let from_pg = send("GET", &b.url(&location), None);
+    assert_eq!(from_pg.status, 200);
+    assert_eq!(from_pg.body, created.body);
+    delete_queues(&config);
+}
+
+#[test]
+fn a_batch_is_written_when_it_reaches_the_batch_size_and_the_rest_on_stop() {
+    let mut config = config("size");
+    config.inserter_batch_size = 5;
+    config.inserter_flush_ms = 60_000;
+    let app = TestServer::start(config.clone());
+    let mut inserter = Inserter::start(&config);
+    let full: Vec<Uuid> = (0..5).map(|_| create(&app, &apelido())).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || in_postgres(&config, &full) == 5),
+        "a full batch is written without waiting for the flush interval"
+    );
+    let partial: Vec<Uuid> = (0..3).map(|_| create(&app, &apelido())).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        in_postgres(&config, &partial),
+        0,
+        "a partial batch waits for the interval"
+    );
+    inserter.stop();
+    assert_eq!(
+        in_postgres(&config, &partial),
+        3,
+        "stopping flushes the batch in hand"
+    );
+    assert_eq!(queue_depth(&config, &config.people_queue), 0, "and acks it");
+    delete_queues(&config);
+}
+
+#[test]
+fn a_partial_batch_is_written_after_the_flush_interval() {
+    let mut config = config("time");
+    config.inserter_batch_size = 1000;
+    config.inserter_flush_ms = 200;
+    let app = TestServer::start(config.clone());
+    let _inserter = Inserter::start(&config);
+    let ids: Vec<Uuid> = (0..3).map(|_| create(&app, &apelido())).collect();
+    let start = Instant::now();
+    assert!(wait_until(Duration::from_secs(5), || in_postgres(
+        &config, &ids
+    ) == 3));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    delete_queues(&config);
+}
+
+#[test]
+fn a_redelivered_person_is_inserted_once() {
+    let mut config = config("redeliver");
+    config.inserter_flush_ms = 100;
+    let id = Uuid::new_v4();
+    let json = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
+        .unwrap()
+        .with_id(id)
+        .json;
+    // Twice, as after a crash between commit and ack; the second time in its own batch too.
+    publish_raw(&config, &[&json, &json]);
+    let inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || queue_depth(
+        &config,
+        &config.people_queue
+    ) == 0));
+    drop(inserter);
+    publish_raw(&config, &[&json]);
+    let inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || queue_depth(
+        &config,
+        &config.people_queue
+    ) == 0));
+    drop(inserter);
+    assert_eq!(in_postgres(&config, &[id]), 1);
+    assert_eq!(
+        queue_depth(&config, &store::dead_letter_queue(&config.people_queue)),
+        0
+    );
+    delete_queues(&config);
+}
+
+#[test]
+fn a_poison_message_goes_to_the_dead_letter_queue_and_the_rest_are_inserted() {
+    let config = config("poison");
+    let id = Uuid::new_v4();
+    let good = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
+        .unwrap()
+        .with_id(id)
+        .json;
+    publish_raw(
+        &config,
+        &[b"not json at all", &good, br#"{"id":"x","apelido":1}"#],
+    );
+    let _inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[id]
+    ) == 1));
+    let dead = store::dead_letter_queue(&config.people_queue);
+    assert!(
+        wait_until(Duration::from_secs(5), || queue_depth(&config, &dead) == 2),
+        "both poison messages are dead-lettered, not redelivered"
+    );
+    assert_eq!(queue_depth(&config, &config.people_queue), 0);
+    delete_queues(&config);
+}
+
+#[test]
+fn the_people_routes_answer_the_contract() {
+    let config = config("contract");
+    let app = TestServer::start(config.clone());
+    let post = |body: &str| send("POST", &app.url("/pessoas"), Some(body));
+    for (body, status) in [
+        ("nope".to_owned(), 400),
+        (
+            r#"{"apelido":"a","nome":1,"nascimento":"2000-01-01"}"#.to_owned(),
+            400,
+        ),
+        (
+            r#"{"apelido":"a","nome":"a","nascimento":"2000-01-01","stack":[1,"PHP"]}"#.to_owned(),
+            400,
+        ),
+        (
+            r#"{"apelido":null,"nome":"a","nascimento":"2000-01-01"}"#.to_owned(),
+            422,
+        ),
+        (
+            r#"{"apelido":"a","nome":"a","nascimento":"2001-02-29"}"#.to_owned(),
+            422,
+        ),
+        (
+            format!(
+                r#"{{"apelido":"{}","nome":"a","nascimento":"2000-01-01"}}"#,
+                "x".repeat(33)
+            ),
+            422,
+        ),
+    ] {
+        let r = post(&body);
+        assert_eq!(r.status, status, "{body} → {}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert!(v["error"].is_string(), "{}", r.body);
+    }
+    let big = format!(r#"{{"apelido":"{}"}}"#, "x".repeat(70 * 1024));
+    assert_eq!(post(&big).status, 413);
+
+    assert_eq!(
+        send("GET", &app.url("/pessoas/not-a-uuid"), None).status,
+        404
+    );
+    let unknown = send(
+        "GET",
+        &app.url(&format!("/pessoas/{}", Uuid::new_v4())),
+        None,
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("error"));
+
+    assert_eq!(send("GET", &app.url("/pessoas"), None).status, 400);
+    assert_eq!(send("GET", &app.url("/pessoas?t="), None).status, 400);
+    let none = send(
+        "GET",
+        &app.url(&format!("/pessoas?t={}", Uuid::new_v4().simple())),
+        None,
+    );
+    assert_eq!((none.status, none.body.as_str()), (200, "[]"));
+
+    let count = send("GET", &app.url("/contagem-pessoas"), None);
+    assert_eq!(count.status, 200);
+    assert!(count.content_type.unwrap().starts_with("text/plain"));
+    assert!(count.body.parse::<i64>().is_ok(), "{}", count.body);
+    assert_eq!(send("DELETE", &app.url("/pessoas"), None).status, 405);
+    delete_queues(&config);
+}
+
+#[test]
+fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
+    let mut config = config("search");
+    config.inserter_flush_ms = 50;
+    let app = TestServer::start(config.clone());
+    let _inserter = Inserter::start(&config);
+    let marker = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let bodies = [
+        format!(r#"{{"apelido":"a{marker}","nome":"Ana","nascimento":"1990-01-01"}}"#),
+        format!(
+            r#"{{"apelido":"{}","nome":"Nome {}","nascimento":"1990-01-01","stack":null}}"#,
+            apelido(),
+            marker.to_uppercase()
+        ),
+        format!(
+            r#"{{"apelido":"{}","nome":"Caio","nascimento":"1990-01-01","stack":["Go","x{marker}"]}}"#,
+            apelido()
+        ),
+    ];
+    let ids: Vec<Uuid> = bodies
+        .iter()
+        .map(|b| {
+            let r = send("POST", &app.url("/pessoas"), Some(b));
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.location.unwrap()[9..].parse().unwrap()
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config, &ids
+    ) == 3));
+    let r = send(
+        "GET",
+        &app.url(&format!("/pessoas?t={}", marker.to_uppercase())),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let found: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
+    let mut found_ids: Vec<Uuid> = found
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    found_ids.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(found_ids, expected);
+    delete_queues(&config);
+}
+
+#[test]
+fn a_count_with_wait_answers_once_every_created_person_is_inserted() {
+    let mut config = config("drain");
+    config.inserter_flush_ms = 400;
+    let app = TestServer::start(config.clone());
+    let _inserter = Inserter::start(&config);
+    let ids: Vec<Uuid> = (0..5).map(|_| create(&app, &apelido())).collect();
+    let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        in_postgres(&config, &ids),
+        5,
+        "the count waited for the flush"
+    );
+    delete_queues(&config);
+}
