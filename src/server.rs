@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ntex::web::{self, App, HttpServer};
 
+use crate::accounts;
 use crate::config::Config;
 use crate::error;
 use crate::infra;
@@ -60,11 +61,12 @@ pub fn resource(path: &str) -> web::Resource<web::DefaultError> {
 /// Every route of every domain.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    accounts::configure(cfg);
 }
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[];
+pub const RESET_SQL: &[&str] = &[accounts::RESET_SQL];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(
