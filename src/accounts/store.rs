@@ -98,7 +98,10 @@ pub async fn transact(pool: &Pool, id: ClienteId, t: &Transacao) -> Result<Saldo
                 AccountsError::InsufficientLimit
             }
             Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => AccountsError::BalanceOverflow,
-            _ => db(e),
+            // Not `db(e)`: a connection lost after the statement was sent leaves the outcome
+            // unknown, and a 503 would make nginx replay the POST on the other replica
+            // (`proxy_next_upstream … http_503 non_idempotent`), possibly applying it twice.
+            _ => AccountsError::Database(e),
         })?;
     let row = rows.first().ok_or(AccountsError::UnknownAccount)?;
     let saldo: Option<i64> = row.try_get(0).map_err(db)?;
