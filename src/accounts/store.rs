@@ -32,7 +32,7 @@ SELECT u.saldo, u.limite FROM accounts a LEFT JOIN updated u ON true WHERE a.id 
 
 /// Balance, limit and the latest transactions in one snapshot, so `total` always agrees with
 /// the rows shown. One row per transaction (NULL columns when there is none); no row means no
-/// such account.
+/// such account. The `LIMIT 10` is `model::EXTRATO_SIZE`, inlined so the planner sees a constant.
 const EXTRATO: &str = "\
 SELECT a.saldo, a.limite, t.valor, t.tipo, t.descricao, t.realizada_em
 FROM accounts a
