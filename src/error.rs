@@ -238,6 +238,34 @@ impl From<crate::people::PeopleError> for ApiError {
     }
 }
 
+impl From<crate::accounts::AccountsError> for ApiError {
+    fn from(e: crate::accounts::AccountsError) -> Self {
+        use crate::accounts::AccountsError as E;
+        match e {
+            E::UnknownAccount => {
+                Self::from_static(StatusCode::NOT_FOUND, r#"{"error":"account not found"}"#)
+            }
+            E::UnknownTransaction => Self::from_static(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"transaction not found"}"#,
+            ),
+            E::InsufficientLimit => Self::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"insufficient limit"}"#,
+            ),
+            E::BalanceOverflow => Self::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"the balance would overflow"}"#,
+            ),
+            E::Invalid(i) => Self::field(StatusCode::UNPROCESSABLE_ENTITY, i.field, i.message),
+            E::BadQuery(i) => Self::field(StatusCode::BAD_REQUEST, i.field, i.message),
+            E::Unavailable(ref cause) => Self::unavailable("PostgreSQL", cause.as_ref()),
+            E::Database(ref cause) => Self::internal("accounts query", cause),
+            E::Corrupt => Self::internal("accounts row", &e),
+        }
+    }
+}
+
 /// JSON 404 for every path no domain claims.
 pub async fn not_found() -> HttpResponse {
     ApiError::not_found().into_response()

@@ -1,5 +1,6 @@
 //! Arena: one binary, several stateless replicas behind nginx, sharing PostgreSQL, Redis and
 //! RabbitMQ. `run` dispatches the subcommands; each domain lives in its own folder.
+pub mod accounts;
 pub mod config;
 pub mod error;
 pub mod infra;

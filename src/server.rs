@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ntex::web::{self, App, HttpServer};
 
+use crate::accounts;
 use crate::config::Config;
 use crate::error;
 use crate::infra;
@@ -120,6 +121,7 @@ pub fn registered_paths() -> Vec<&'static str> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     people::configure(cfg);
+    accounts::configure(cfg);
 }
 
 /// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
@@ -137,7 +139,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[people::store::RESET_SQL];
+pub const RESET_SQL: &[&str] = &[people::store::RESET_SQL, accounts::RESET_SQL];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(
