@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use routes::configure;
+pub use routes::{configure, Api};
 pub use store::Publisher;
 
 use crate::server::AppState;
