@@ -152,7 +152,8 @@ fn switch(req: &HttpRequest, state: &AppState, alive: bool) -> Result<HttpRespon
 /// pools, broker publishes, inserter batches, open WebSockets and long-polls.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
-async fn metrics_text() -> HttpResponse {
+async fn metrics_text(state: web::types::State<AppState>) -> HttpResponse {
+    crate::people::observe_backlog(&state).await;
     HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(metrics::render())
