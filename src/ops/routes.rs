@@ -98,8 +98,9 @@ async fn health(state: web::types::State<AppState>) -> HttpResponse {
     }
 }
 
-/// `/health` without a body. Its own handler only so the document gives it its own
-/// operationId (one path attribute over two methods repeats the id, which OpenAPI forbids).
+// Its own handler only so the document gives HEAD its own operationId: one path attribute
+// over two methods repeats the id, which OpenAPI forbids.
+/// `/health` without a body, for probes: 200 alive, 503 fallen.
 #[utoipa::path(head, path = "/health", operation_id = "health_head", tag = "operations",
     responses((status = 200, description = "alive"), (status = 503, description = "fallen")))]
 async fn health_head(state: web::types::State<AppState>) -> HttpResponse {
