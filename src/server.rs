@@ -129,6 +129,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut doc = ops::Api::openapi();
     doc.merge(ops::openapi::Api::openapi());
+    doc.merge(people::Api::openapi());
+    doc.merge(accounts::Api::openapi());
     doc.info.title = "Arena".to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(

@@ -228,3 +228,19 @@ fn the_hooks_other_domains_call_show_in_the_metrics_text() {
         0.0
     );
 }
+
+#[test]
+fn operation_ids_are_unique_across_domains() {
+    let doc = serde_json::to_value(arena::server::openapi()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                assert!(
+                    seen.insert(id.to_owned()),
+                    "{method} {path}: operationId {id} repeats"
+                );
+            }
+        }
+    }
+}

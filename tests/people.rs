@@ -514,3 +514,47 @@ fn a_count_with_wait_answers_once_every_created_person_is_inserted() {
     );
     delete_queues(&config);
 }
+
+/// The value of one series in the metrics text (0 when absent).
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_show_the_confirmed_publish_and_the_backlog_until_the_inserter_drains_it() {
+    let config = config("metrics");
+    let app = TestServer::start(config.clone());
+    let confirmed = format!(
+        r#"arena_publish_total{{queue="{}",outcome="confirmed"}}"#,
+        config.people_queue
+    );
+    let depth = "arena_inserter_queue_depth";
+    let before = send("GET", &app.url("/metrics"), None).body;
+    assert_eq!(series(&before, &confirmed), 0.0, "a fresh queue: {before}");
+
+    let id = create(&app, &apelido());
+    let after = send("GET", &app.url("/metrics"), None).body;
+    assert_eq!(series(&after, &confirmed), 1.0, "{after}");
+    assert_eq!(series(&after, depth), 1.0, "no inserter yet: {after}");
+
+    let _inserter = Inserter::start(&config);
+    // The inserted counter moves just after the commit: wait on the scrape itself.
+    let mut drained = String::new();
+    let caught_up = wait_until(Duration::from_secs(10), || {
+        drained = send("GET", &app.url("/metrics"), None).body;
+        series(&drained, depth) == 0.0
+    });
+    assert!(caught_up, "{drained}");
+    assert_eq!(in_postgres(&config, &[id]), 1);
+    assert!(
+        series(&drained, "arena_inserter_batch_rows_count") >= 1.0,
+        "{drained}"
+    );
+    assert!(
+        series(&drained, r#"arena_pool_wait_seconds_count{pool="redis"}"#) >= 1.0,
+        "{drained}"
+    );
+    delete_queues(&config);
+}

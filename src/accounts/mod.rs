@@ -7,5 +7,5 @@ mod routes;
 pub mod store;
 
 pub use model::AccountsError;
-pub use routes::configure;
+pub use routes::{configure, Api};
 pub use store::RESET_SQL;

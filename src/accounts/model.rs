@@ -227,7 +227,7 @@ impl Transacao {
 }
 
 /// The account right after an accepted transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Saldo {
     pub limite: i64,
     pub saldo: i64,
@@ -488,6 +488,90 @@ fn put_timestamp(out: &mut BytesMut, t: DateTime<Utc>) {
     digits(&mut b[18..20], second);
     digits(&mut b[21..27], micros);
     out.put_slice(&b);
+}
+
+// --- OpenAPI shapes --------------------------------------------------------------------------
+// Answers are written by hand (`write_json`) and bodies parsed by hand (`Transacao::parse`), so
+// these structs exist only to describe those JSON forms in the document; the field names and
+// types mirror the writers above.
+
+/// `POST /clientes/{id}/transacoes` body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TransacaoBody {
+    /// Cents, a JSON integer (`1.0`, `"1"` and `0` are 422).
+    #[schema(minimum = 1, example = 1000)]
+    valor: i64,
+    /// `c` credits, `d` debits.
+    #[schema(pattern = "^[cd]$", example = "c")]
+    tipo: String,
+    /// 1–10 characters.
+    #[schema(min_length = 1, max_length = 10, example = "descricao")]
+    descricao: String,
+}
+
+/// `GET /clientes/{id}/extrato`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ExtratoDoc {
+    saldo: SaldoExtratoDoc,
+    /// At most 10, newest first.
+    ultimas_transacoes: Vec<LancamentoDoc>,
+}
+
+/// The balance part of an extrato.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SaldoExtratoDoc {
+    #[schema(example = -9098)]
+    total: i64,
+    /// When the extrato was read (RFC 3339, UTC, microseconds).
+    #[schema(format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
+    data_extrato: String,
+    #[schema(example = 100000)]
+    limite: i64,
+}
+
+/// One transaction of an extrato.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LancamentoDoc {
+    #[schema(example = 10)]
+    valor: i64,
+    #[schema(pattern = "^[cd]$", example = "c")]
+    tipo: String,
+    #[schema(example = "descricao")]
+    descricao: String,
+    #[schema(format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
+    realizada_em: String,
+}
+
+/// One transaction with its identity (`GET /transactions/{id}`, rows of `/transactions`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RegistroDoc {
+    #[schema(example = 1234)]
+    id: i64,
+    #[schema(example = 1)]
+    cliente_id: i32,
+    #[schema(example = 10)]
+    valor: i64,
+    #[schema(pattern = "^[cd]$", example = "c")]
+    tipo: String,
+    #[schema(example = "descricao")]
+    descricao: String,
+    #[schema(format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
+    realizada_em: String,
+}
+
+/// `GET /transactions`: a page, newest first.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PageDoc {
+    transactions: Vec<RegistroDoc>,
+    /// The cursor for the next page (pass it as `before`), `null` on the last page.
+    #[schema(example = "1234")]
+    next: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! HTTP for accounts: parse the path, query or body into the domain's types, call the store,
-//! write the answer. Nothing here touches SQL.
+//! write the answer. Nothing here touches SQL. Each handler carries its `#[utoipa::path]`,
+//! gathered into [`Api`].
 use chrono::Utc;
 use ntex::util::BytesMut;
 use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{
-    AccountsError, ClienteId, ListQuery, Transacao, TransactionId, EXTRATO_CAPACITY,
+    AccountsError, ClienteId, ExtratoDoc, ListQuery, PageDoc, RegistroDoc, Saldo, Transacao,
+    TransacaoBody, TransactionId, EXTRATO_CAPACITY,
 };
 use super::store;
-use crate::error::{read_body, ApiError, JSON};
+use crate::error::{read_body, ApiError, ErrorResponse, JSON};
 use crate::server::{resource, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,6 +33,16 @@ fn json(body: BytesMut) -> HttpResponse {
     HttpResponse::Ok().content_type(JSON).body(body.freeze())
 }
 
+/// Credits or debits an account in one statement; a debit never takes it below `-limite`.
+#[utoipa::path(post, path = "/clientes/{id}/transacoes", tag = "accounts",
+    params(("id" = i32, Path, description = "account id; 1–5 exist from the start")),
+    request_body = TransacaoBody,
+    responses((status = 200, description = "the account right after this transaction", body = Saldo),
+        (status = 404, description = "unknown account", body = ErrorResponse),
+        (status = 413, description = "body over 64 KiB", body = ErrorResponse),
+        (status = 422, description = "invalid body, or a debit past the limit (nothing changed)", body = ErrorResponse),
+        (status = 500, description = "outcome unknown (connection lost mid-statement): check the extrato before retrying", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen (nothing changed)", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn transacao(
     req: HttpRequest,
@@ -46,6 +58,12 @@ async fn transacao(
     Ok(json(out))
 }
 
+/// Balance, limit and the latest 10 transactions, newest first, from one snapshot.
+#[utoipa::path(get, path = "/clientes/{id}/extrato", tag = "accounts",
+    params(("id" = i32, Path, description = "account id")),
+    responses((status = 200, body = ExtratoDoc),
+        (status = 404, description = "unknown account", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn extrato(
     req: HttpRequest,
@@ -58,6 +76,15 @@ async fn extrato(
     Ok(json(out))
 }
 
+/// Transactions newest first, a page at a time.
+#[utoipa::path(get, path = "/transactions", operation_id = "list_transactions", tag = "accounts",
+    params(
+        ("cliente_id" = Option<i32>, Query, description = "only this account's (an unknown one gives an empty page)"),
+        ("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "page size, default 20"),
+        ("before" = Option<String>, Query, description = "the previous page's `next`: ids strictly below it")),
+    responses((status = 200, body = PageDoc),
+        (status = 400, description = "malformed cliente_id, limit or before (the body names it)", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn list(
     req: HttpRequest,
@@ -70,6 +97,12 @@ async fn list(
     Ok(json(out))
 }
 
+/// One transaction.
+#[utoipa::path(get, path = "/transactions/{id}", operation_id = "find_transaction", tag = "accounts",
+    params(("id" = i64, Path, description = "transaction id")),
+    responses((status = 200, body = RegistroDoc),
+        (status = 404, description = "no such transaction", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn find(
     req: HttpRequest,
@@ -82,3 +115,11 @@ async fn find(
     registro.write_json(&mut out);
     Ok(json(out))
 }
+
+/// This domain's part of the OpenAPI document (`server::openapi` merges every domain's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(transacao, extrato, list, find),
+    tags((name = "accounts", description = "Rinha 2024: credits, debits within the limit, extrato, transaction pages"))
+)]
+pub struct Api;

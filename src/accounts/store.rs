@@ -63,7 +63,7 @@ INSERT INTO accounts (id, limite, saldo) VALUES
 ON CONFLICT (id) DO UPDATE SET limite = EXCLUDED.limite, saldo = 0;";
 
 async fn client(pool: &Pool) -> Result<Object, AccountsError> {
-    pool.get()
+    crate::infra::postgres::checkout(pool)
         .await
         .map_err(|e| AccountsError::Unavailable(Box::new(e)))
 }

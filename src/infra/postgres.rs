@@ -30,6 +30,17 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
     Ok(Pool::builder(manager).max_size(size).build()?)
 }
 
+/// A connection from `pool`, its wait recorded in `arena_pool_wait_seconds{pool="postgres"}`
+/// (two clock reads per checkout).
+pub async fn checkout(
+    pool: &Pool,
+) -> Result<deadpool_postgres::Object, deadpool_postgres::PoolError> {
+    let started = std::time::Instant::now();
+    let conn = pool.get().await;
+    crate::ops::metrics::pool_wait(crate::ops::metrics::Pool::Postgres, started.elapsed());
+    conn
+}
+
 /// Opens one plain connection, driving it on the current runtime.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;

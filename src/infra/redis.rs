@@ -11,3 +11,13 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
         .runtime(Runtime::Tokio1)
         .build()?)
 }
+
+/// A connection from `pool`, its wait recorded in `arena_pool_wait_seconds{pool="redis"}`.
+pub async fn checkout(
+    pool: &Pool,
+) -> Result<deadpool_redis::Connection, deadpool_redis::PoolError> {
+    let started = std::time::Instant::now();
+    let conn = pool.get().await;
+    crate::ops::metrics::pool_wait(crate::ops::metrics::Pool::Redis, started.elapsed());
+    conn
+}

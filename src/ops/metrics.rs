@@ -10,13 +10,18 @@
 //! |---|---|
 //! | [`publish_confirmed`] / [`publish_failed`]`(queue)` | `arena_publish_total{queue,outcome}` |
 //! | [`inserter_batch`]`(rows, flush_time)` | `arena_inserter_batch_rows`, `arena_inserter_flush_seconds` |
-//! | [`inserter_queue_depth`]`(n)` | `arena_inserter_queue_depth` |
+//! | [`inserter_queue_depth`]`(n)` | `arena_inserter_queue_depth` (set by `/metrics` itself) |
 //! | `let _open = `[`websocket_open`]`("fibonacci")` | `arena_open_websockets{kind}` while held |
 //! | `let _open = `[`long_poll_open`]`("status")` | `arena_open_long_polls{kind}` while held |
 //! | [`pool_wait`]`(Pool::Postgres, waited)` | `arena_pool_wait_seconds{pool}` |
 //!
 //! Pool sizes (`arena_pool_connections{pool,state}`) are read from deadpool at scrape time from
 //! every live worker's pools ([`register_pools`], called by `Shared::worker_state`).
+//!
+//! `arena inserter` is its own process and serves no HTTP, so nothing scrapes its registry:
+//! the batch histograms it records are seen only where it runs in-process (tests). Its backlog
+//! is observable from the replicas instead: `/metrics` reads it from the counters people keep
+//! in Redis (`people::backlog`) and sets the queue-depth gauge just before rendering.
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -170,7 +175,7 @@ fn metrics() -> &'static Metrics {
         );
         registry.register(
             "inserter_queue_depth",
-            "Messages the inserter holds, not yet flushed",
+            "People answered 201 and not yet inserted into PostgreSQL (queued or in the inserter's batch), read at scrape",
             m.queue_depth.clone(),
         );
         registry.register(
@@ -226,6 +231,20 @@ pub fn observe_request(route: &'static str, method: &Method, status: u16, elapse
         .observe(elapsed.as_secs_f64());
 }
 
+/// A label value that comes from configuration (a queue name) as `'static`: each distinct
+/// value is leaked once per process (a handful), never per call.
+pub fn intern(value: &str) -> &'static str {
+    static VALUES: Mutex<std::collections::BTreeSet<&'static str>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    let mut values = VALUES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = values.get(value) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    values.insert(leaked);
+    leaked
+}
+
 /// A publish RabbitMQ confirmed (call after the confirm arrives).
 pub fn publish_confirmed(queue: &'static str) {
     metrics()
@@ -255,7 +274,7 @@ pub fn inserter_batch(rows: usize, flush: Duration) {
     m.flush_seconds.observe(flush.as_secs_f64());
 }
 
-/// Messages the inserter holds and has not flushed yet.
+/// People accepted (201) and not yet in PostgreSQL: in the queue or in the inserter's batch.
 pub fn inserter_queue_depth(depth: usize) {
     metrics()
         .queue_depth

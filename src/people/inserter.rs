@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::error::ErrorChain;
 use crate::infra;
 use crate::lifecycle::Shutdown;
+use crate::ops::metrics;
 use crate::BoxError;
 
 /// Wait between reconnection attempts: RabbitMQ's `start_app` or a PostgreSQL restart takes a
@@ -286,11 +287,14 @@ async fn flush(
     loop {
         match db.insert(&batch.people).await {
             Ok(inserted) => {
+                let written = started.elapsed();
                 // Counted before the ack: a crash in between redelivers rows that then insert
                 // nothing, so nothing is counted twice.
                 counters.inserted(inserted).await;
                 let last = batch.ackers.last().expect("BUG: the batch is not empty");
                 last.ack(BasicAckOptions { multiple: true }).await?;
+                // Recorded in this process's registry; see `ops::metrics` on who can scrape it.
+                metrics::inserter_batch(batch.people.len(), written);
                 tracing::debug!(
                     size = batch.people.len(),
                     inserted,

@@ -12,11 +12,15 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use routes::configure;
+pub use routes::{configure, Api};
 pub use store::Publisher;
 
 use crate::server::AppState;
 use model::{Invalid, InvalidKind, NewPerson, Person};
+
+/// Longest a `/metrics` scrape waits for Redis to report the backlog: the scrape must answer
+/// even when Redis does not (the gauge then keeps its last value).
+const BACKLOG_READ_LIMIT: Duration = Duration::from_millis(250);
 
 /// Longest `/contagem-pessoas?wait=` honoured: below nginx's 75 s read timeout.
 pub const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
@@ -120,5 +124,21 @@ pub async fn count(state: &AppState, wait: Option<Duration>) -> Result<i64, Peop
             return store::count(&state.pg).await;
         }
         tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Sets `arena_inserter_queue_depth` to the people answered 201 and not yet in PostgreSQL.
+/// `/metrics` calls it at every scrape: the inserter serves no HTTP, so its backlog is read
+/// here, from the queue's created and inserted counters in Redis.
+pub async fn observe_backlog(state: &AppState) {
+    let read = store::backlog(&state.redis, &state.config.people_queue);
+    match tokio::time::timeout(BACKLOG_READ_LIMIT, read).await {
+        Ok(Ok(n)) => {
+            crate::ops::metrics::inserter_queue_depth(usize::try_from(n).unwrap_or(usize::MAX))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::ErrorChain(&e), "people backlog unreadable")
+        }
+        Err(_) => tracing::warn!(limit = ?BACKLOG_READ_LIMIT, "people backlog read timed out"),
     }
 }

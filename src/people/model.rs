@@ -310,13 +310,38 @@ impl Person {
     }
 }
 
-#[derive(serde::Serialize)]
-struct PersonJson<'a> {
+/// A person as every answer shows it (the one serialiser; also its OpenAPI schema, `Pessoa`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Pessoa)]
+pub struct PersonJson<'a> {
+    #[schema(value_type = String, example = "8b0f3c6e-2f4a-4c1e-9d3a-5f6b7c8d9e0a")]
     id: &'a Uuid,
+    #[schema(example = "josé")]
     apelido: &'a str,
+    #[schema(example = "José Roberto")]
     nome: &'a str,
+    #[schema(format = Date, example = "2000-10-01")]
     nascimento: &'a str,
+    #[schema(value_type = Option<Vec<String>>, example = json!(["C#", "Node"]))]
     stack: Option<&'a [Tecnologia]>,
+}
+
+/// `POST /pessoas` body, for the OpenAPI document only: [`NewPerson::parse`] reads the body
+/// by hand (so a wrong JSON type is 400 and a bad value 422).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewPersonBody {
+    /// Unique across replicas.
+    #[schema(min_length = 1, max_length = 32, example = "josé")]
+    apelido: String,
+    #[schema(min_length = 1, max_length = 100, example = "José Roberto")]
+    nome: String,
+    /// A real calendar date.
+    #[schema(format = Date, example = "2000-10-01")]
+    nascimento: String,
+    /// Each element 1–32 characters.
+    #[schema(example = json!(["C#", "Node"]))]
+    stack: Option<Vec<String>>,
 }
 
 /// A search term: non-empty, turned into a `LIKE` pattern over the lowercase search text.

@@ -1,14 +1,15 @@
 //! The people routes: parse the request, call the domain, answer. Bodies that exist already as
 //! JSON (the person serialised at creation, the stored rows of a search) go out as they are.
+//! Each handler carries its `#[utoipa::path]`, gathered into [`Api`].
 use std::time::Duration;
 
 use ntex::http::{header, StatusCode};
 use ntex::web::{self, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
-use super::model::{NewPerson, SearchTerm};
+use super::model::{NewPerson, NewPersonBody, PersonJson, SearchTerm};
 use super::PeopleError;
-use crate::error::{read_body, ApiError, JSON};
+use crate::error::{read_body, ApiError, ErrorResponse, JSON};
 use crate::server::{resource, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -38,6 +39,16 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, PeopleE
         .map_err(|_| PeopleError::BadQuery)
 }
 
+/// Creates a person: answered 201 only once RabbitMQ has confirmed it, readable at once on
+/// every replica, in PostgreSQL after the inserter's next flush.
+#[utoipa::path(post, path = "/pessoas", operation_id = "create_person", tag = "people",
+    request_body = NewPersonBody,
+    responses((status = 201, description = "created", body = PersonJson,
+            headers(("Location" = String, description = "/pessoas/{id}"))),
+        (status = 400, description = "not JSON, or a field of the wrong JSON type", body = ErrorResponse),
+        (status = 413, description = "body over 64 KiB", body = ErrorResponse),
+        (status = 422, description = "apelido taken; a required field null or missing; too long; an impossible date", body = ErrorResponse),
+        (status = 503, description = "Redis or RabbitMQ unavailable (nothing kept), or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn create(
     req: HttpRequest,
@@ -53,6 +64,12 @@ async fn create(
         .body(person.json))
 }
 
+/// One person, from the Redis cache or PostgreSQL.
+#[utoipa::path(get, path = "/pessoas/{id}", operation_id = "find_person", tag = "people",
+    params(("id" = String, Path, description = "a UUID, as in the Location header")),
+    responses((status = 200, body = PersonJson),
+        (status = 404, description = "unknown or not a UUID", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn find(
     id: web::types::Path<String>,
@@ -63,6 +80,12 @@ async fn find(
     Ok(HttpResponse::Ok().content_type(JSON).body(json))
 }
 
+/// At most 50 people whose apelido, nome or a stack element contains `t` (case-insensitive).
+#[utoipa::path(get, path = "/pessoas", operation_id = "search_people", tag = "people",
+    params(("t" = String, Query, description = "the term; required, not empty")),
+    responses((status = 200, description = "matches, `[]` when none", body = Vec<PersonJson>),
+        (status = 400, description = "missing or empty t, or a malformed query string", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn search(
     req: HttpRequest,
@@ -74,6 +97,13 @@ async fn search(
     Ok(HttpResponse::Ok().content_type(JSON).body(body))
 }
 
+/// The number of people in PostgreSQL, as plain text.
+#[utoipa::path(get, path = "/contagem-pessoas", operation_id = "count_people", tag = "people",
+    params(("wait" = Option<f64>, Query, maximum = 60,
+        description = "seconds to wait first until every person answered 201 is in PostgreSQL")),
+    responses((status = 200, description = "the count", content_type = "text/plain", body = String, example = "46576"),
+        (status = 400, description = "a malformed query string", body = ErrorResponse),
+        (status = 503, description = "PostgreSQL or Redis unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn count(
     req: HttpRequest,
@@ -89,3 +119,11 @@ async fn count(
         .content_type("text/plain; charset=utf-8")
         .body(n.to_string()))
 }
+
+/// This domain's part of the OpenAPI document (`server::openapi` merges every domain's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, find, search, count),
+    tags((name = "people", description = "Rinha 2023: people with unique apelidos, search and count"))
+)]
+pub struct Api;

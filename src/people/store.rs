@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::model::{Person, SearchTerm};
 use super::PeopleError;
 use crate::infra;
+use crate::ops::metrics;
 
 /// Prefix of every people key in Redis.
 pub const KEY_PREFIX: &str = "p:";
@@ -76,7 +77,7 @@ pub async fn reserve(
     queue: &str,
     person: &Person,
 ) -> Result<bool, PeopleError> {
-    let mut conn = redis.get().await?;
+    let mut conn = infra::redis::checkout(redis).await?;
     let reserved: i64 = redis::cmd("EVAL")
         .arg(RESERVE_LUA)
         .arg(3)
@@ -97,7 +98,7 @@ pub async fn release(
     queue: &str,
     person: &Person,
 ) -> Result<(), PeopleError> {
-    let mut conn = redis.get().await?;
+    let mut conn = infra::redis::checkout(redis).await?;
     let _: i64 = redis::cmd("EVAL")
         .arg(RELEASE_LUA)
         .arg(3)
@@ -115,7 +116,7 @@ pub async fn cached(
     redis: &deadpool_redis::Pool,
     id: &Uuid,
 ) -> Result<Option<Vec<u8>>, PeopleError> {
-    let mut conn = redis.get().await?;
+    let mut conn = infra::redis::checkout(redis).await?;
     let json: Option<Vec<u8>> = redis::cmd("GET")
         .arg(id_key(id))
         .query_async(&mut *conn)
@@ -125,7 +126,7 @@ pub async fn cached(
 
 /// True once the inserter of `queue` has inserted as many people as were published to it.
 pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
-    let mut conn = redis.get().await?;
+    let mut conn = infra::redis::checkout(redis).await?;
     let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
         .arg(created_key(queue))
         .arg(inserted_key(queue))
@@ -134,13 +135,25 @@ pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, 
     Ok(inserted.unwrap_or(0) >= created.unwrap_or(0))
 }
 
+/// People published to `queue` and not yet inserted by its inserter (never below zero: a
+/// redelivered batch counts nothing, and a reset clears both counters together).
+pub async fn backlog(redis: &deadpool_redis::Pool, queue: &str) -> Result<u64, PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+        .arg(created_key(queue))
+        .arg(inserted_key(queue))
+        .query_async(&mut *conn)
+        .await?;
+    Ok(u64::try_from(created.unwrap_or(0) - inserted.unwrap_or(0)).unwrap_or(0))
+}
+
 /// Adds rows just committed by the inserter of `queue` to its inserted counter.
 pub async fn record_inserted(
     redis: &deadpool_redis::Pool,
     queue: &str,
     rows: u64,
 ) -> Result<(), PeopleError> {
-    let mut conn = redis.get().await?;
+    let mut conn = infra::redis::checkout(redis).await?;
     let _: i64 = redis::cmd("INCRBY")
         .arg(inserted_key(queue))
         .arg(rows)
@@ -192,7 +205,7 @@ pub const RESET_SQL: &str = "TRUNCATE pessoas";
 
 /// Person `id`'s JSON from PostgreSQL.
 pub async fn find(pg: &deadpool_postgres::Pool, id: &Uuid) -> Result<Option<String>, PeopleError> {
-    let client = pg.get().await?;
+    let client = infra::postgres::checkout(pg).await?;
     let stmt = client.prepare_cached(FIND_SQL).await?;
     let row = client.query_opt(&stmt, &[id]).await?;
     Ok(row.map(|r| r.get(0)))
@@ -203,7 +216,7 @@ pub async fn search(
     pg: &deadpool_postgres::Pool,
     term: &SearchTerm,
 ) -> Result<Vec<u8>, PeopleError> {
-    let client = pg.get().await?;
+    let client = infra::postgres::checkout(pg).await?;
     let stmt = client.prepare_cached(SEARCH_SQL).await?;
     let rows = client.query(&stmt, &[&term.like_pattern()]).await?;
     let mut body = Vec::with_capacity(2 + rows.len() * 160);
@@ -220,7 +233,7 @@ pub async fn search(
 
 /// People in PostgreSQL.
 pub async fn count(pg: &deadpool_postgres::Pool) -> Result<i64, PeopleError> {
-    let client = pg.get().await?;
+    let client = infra::postgres::checkout(pg).await?;
     let stmt = client.prepare_cached(COUNT_SQL).await?;
     Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
@@ -305,6 +318,8 @@ pub struct Publisher {
     url: String,
     name: String,
     queue: ShortString,
+    /// The queue as the `queue` label of `arena_publish_total`.
+    label: &'static str,
     link: Mutex<Option<Link>>,
 }
 
@@ -325,6 +340,7 @@ impl Publisher {
             url: url.to_owned(),
             name: name.to_owned(),
             queue: queue.into(),
+            label: metrics::intern(queue),
             link: Mutex::new(None),
         }
     }
@@ -357,8 +373,18 @@ impl Publisher {
         Ok(channel)
     }
 
-    /// Publishes `body` as a persistent message and waits for the broker's confirm.
+    /// Publishes `body` as a persistent message and waits for the broker's confirm; counts
+    /// the outcome in `arena_publish_total` (a broker that cannot be reached is a failure).
     pub async fn publish(&self, body: &[u8]) -> Result<(), PeopleError> {
+        let outcome = self.publish_confirmed(body).await;
+        match outcome {
+            Ok(()) => metrics::publish_confirmed(self.label),
+            Err(_) => metrics::publish_failed(self.label),
+        }
+        outcome
+    }
+
+    async fn publish_confirmed(&self, body: &[u8]) -> Result<(), PeopleError> {
         let channel = self.channel().await?;
         let publish = async {
             let confirm = channel
