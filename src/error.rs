@@ -135,6 +135,27 @@ impl web::error::WebResponseError for ApiError {
     }
 }
 
+impl From<crate::fib::FibError> for ApiError {
+    fn from(e: crate::fib::FibError) -> Self {
+        use crate::fib::FibError;
+        match e {
+            FibError::InvalidUsername => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"username must be 1-32 characters of A-Z a-z 0-9 _ . -"}"#,
+            ),
+            FibError::Handshake => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"expected a WebSocket upgrade request"}"#,
+            ),
+            FibError::ShuttingDown => Self::from_static(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"server shutting down"}"#,
+            ),
+            FibError::Store(cause) => Self::unavailable("connected users store", &cause),
+        }
+    }
+}
+
 /// Formats an error with its whole `source()` chain on one line, for the logs.
 pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 

@@ -2,6 +2,7 @@
 //! RabbitMQ. `run` dispatches the subcommands; each domain lives in its own folder.
 pub mod config;
 pub mod error;
+pub mod fib;
 pub mod infra;
 pub mod lifecycle;
 pub mod ops;
@@ -27,5 +28,15 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
             infra::postgres::reset(&config.database_url, server::RESET_SQL).await?;
             Ok(())
         }),
+        Command::FibBench { n, rounds } => {
+            let (computed, rendered, digits) = fib::bench(n, rounds);
+            println!(
+                "fib({n}): {digits} digits, compute {:.2} ms, to decimal {:.2} ms, total {:.2} ms",
+                computed.as_secs_f64() * 1e3,
+                rendered.as_secs_f64() * 1e3,
+                (computed + rendered).as_secs_f64() * 1e3,
+            );
+            Ok(())
+        }
     }
 }

@@ -6,6 +6,7 @@ use ntex::web::{self, App, HttpServer};
 
 use crate::config::Config;
 use crate::error;
+use crate::fib;
 use crate::infra;
 use crate::lifecycle::Shutdown;
 use crate::ops::{self, Liveness};
@@ -19,6 +20,8 @@ pub struct AppState {
     pub liveness: Liveness,
     pub shutdown: Shutdown,
     pub ops: ops::OpsBodies,
+    /// This worker's open WebSockets and the process's fib pool.
+    pub fib: fib::WorkerFib,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -27,11 +30,14 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub liveness: Liveness,
     pub shutdown: Shutdown,
+    /// Threads for large Fibonacci numbers, shared by every worker.
+    pub fib_pool: fib::ComputePool,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Self {
         Self {
+            fib_pool: fib::ComputePool::start(config.fib_pool_size),
             config: Arc::new(config),
             liveness: Liveness::default(),
             shutdown: Shutdown::default(),
@@ -41,8 +47,16 @@ impl Shared {
     /// Builds one worker's state: its own pools on its own runtime.
     pub fn worker_state(&self) -> Result<AppState, BoxError> {
         let c = &self.config;
+        let pg = infra::postgres::pool(&c.database_url, c.pg_pool_size)?;
         Ok(AppState {
-            pg: infra::postgres::pool(&c.database_url, c.pg_pool_size)?,
+            fib: fib::WorkerFib::new(
+                pg.clone(),
+                &c.instance_name,
+                c.ws_max_pending_bytes,
+                self.fib_pool.clone(),
+                self.shutdown.clone(),
+            ),
+            pg,
             redis: infra::redis::pool(&c.redis_url, c.redis_pool_size)?,
             liveness: self.liveness.clone(),
             shutdown: self.shutdown.clone(),
@@ -60,11 +74,12 @@ pub fn resource(path: &str) -> web::Resource<web::DefaultError> {
 /// Every route of every domain.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    fib::configure(cfg);
 }
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[];
+pub const RESET_SQL: &[&str] = &[fib::RESET_SQL];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(
@@ -72,6 +87,10 @@ fn build(
     listener: Option<std::net::TcpListener>,
 ) -> std::io::Result<ntex::server::Server> {
     let config = shared.config.clone();
+    // Rows an earlier run of this replica left when it was killed; in the background, so a
+    // replica starts even while PostgreSQL is down.
+    let pg = infra::postgres::pool(&config.database_url, 1).map_err(std::io::Error::other)?;
+    ntex::rt::spawn(fib::forget_previous_run(pg, config.instance_name.clone())).detach();
     let server = HttpServer::new(async move || {
         let state = shared
             .worker_state()
