@@ -90,7 +90,13 @@ fn build(
     // Rows an earlier run of this replica left when it was killed; in the background, so a
     // replica starts even while PostgreSQL is down.
     let pg = infra::postgres::pool(&config.database_url, 1).map_err(std::io::Error::other)?;
-    ntex::rt::spawn(fib::forget_previous_run(pg, config.instance_name.clone())).detach();
+    let started = chrono::Utc::now();
+    ntex::rt::spawn(fib::forget_previous_run(
+        pg,
+        config.instance_name.clone(),
+        started,
+    ))
+    .detach();
     let server = HttpServer::new(async move || {
         let state = shared
             .worker_state()

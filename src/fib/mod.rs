@@ -54,10 +54,14 @@ impl WorkerFib {
 }
 
 /// Deletes the rows an earlier run of this replica left behind (it was killed before it could),
-/// so they do not linger for up to 30 s after a restart. Failure is logged, not fatal: readers
-/// hide those rows at 30 s anyway.
-pub async fn forget_previous_run(pg: deadpool_postgres::Pool, instance: String) {
-    match store::forget_instance(&pg, &instance).await {
+/// so they do not linger for up to 30 s after a restart; rows of sockets this run opened since
+/// `started` stay. Failure is logged, not fatal: readers hide those rows at 30 s anyway.
+pub async fn forget_previous_run(
+    pg: deadpool_postgres::Pool,
+    instance: String,
+    started: chrono::DateTime<chrono::Utc>,
+) {
+    match store::forget_earlier_run(&pg, &instance, started).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "forgot connected users of a previous run"),
         Err(e) => {

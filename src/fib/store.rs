@@ -3,6 +3,7 @@
 //! statement per worker per [`super::clock::REFRESH_EVERY`], and read back only while fresh, so
 //! the rows of a replica that died without cleaning up fall out of `GET /connected-users` on
 //! their own. Statements are prepared once per pooled connection (`prepare_cached`).
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use uuid::Uuid;
 
@@ -16,9 +17,14 @@ pub const STALE_AFTER_SECS: i32 = 30;
 pub const RESET: &str =
     "DELETE FROM connected_users WHERE last_seen < now() - interval '30 seconds'";
 
-const INSERT: &str = "INSERT INTO connected_users (id, username, instance) VALUES ($1, $2, $3)";
+// connected_at comes from the replica's clock, so the start-up cleanup can tell this run's rows
+// from an earlier run's by comparing with the replica's own start time.
+const INSERT: &str = "INSERT INTO connected_users (id, username, instance, connected_at) \
+     VALUES ($1, $2, $3, $4)";
 const DELETE: &str = "DELETE FROM connected_users WHERE id = $1";
 const DELETE_INSTANCE: &str = "DELETE FROM connected_users WHERE instance = $1";
+const DELETE_EARLIER_RUN: &str =
+    "DELETE FROM connected_users WHERE instance = $1 AND connected_at < $2";
 const REFRESH: &str = "UPDATE connected_users SET last_seen = now() WHERE id = ANY($1)";
 const LIST_FRESH: &str = "SELECT username, instance, connected_at FROM connected_users \
      WHERE last_seen > now() - make_interval(secs => $1) ORDER BY connected_at, id";
@@ -41,7 +47,7 @@ pub async fn insert(
     let client = pg.get().await?;
     let stmt = client.prepare_cached(INSERT).await?;
     client
-        .execute(&stmt, &[&id, &username.as_str(), &instance])
+        .execute(&stmt, &[&id, &username.as_str(), &instance, &Utc::now()])
         .await?;
     Ok(())
 }
@@ -61,12 +67,23 @@ pub async fn refresh(pg: &Pool, ids: &[Uuid]) -> Result<u64, StoreError> {
     Ok(client.execute(&stmt, &[&ids]).await?)
 }
 
-/// Deletes every row of `instance`: at start (left by an earlier run of this replica that was
-/// killed) and at shutdown (its sockets are closing).
+/// Deletes every row of `instance`, at shutdown (its sockets are closing).
 pub async fn forget_instance(pg: &Pool, instance: &str) -> Result<u64, StoreError> {
     let client = pg.get().await?;
     let stmt = client.prepare_cached(DELETE_INSTANCE).await?;
     Ok(client.execute(&stmt, &[&instance]).await?)
+}
+
+/// Deletes the rows an earlier run of `instance` left (it was killed before it could), keeping
+/// those this run opened since `started`.
+pub async fn forget_earlier_run(
+    pg: &Pool,
+    instance: &str,
+    started: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(DELETE_EARLIER_RUN).await?;
+    Ok(client.execute(&stmt, &[&instance, &started]).await?)
 }
 
 /// Every connection some live replica still refreshes, oldest first.
