@@ -1,8 +1,9 @@
 //! One clock per ntex worker, started by the worker's first socket: every second it renders
 //! `{"type":"time","now":…}` once and writes it to every open socket of the worker (one timer,
 //! not one task per socket); every [`REFRESH_EVERY`] ticks it refreshes `last_seen` of all the
-//! worker's rows in one UPDATE. When the replica stops it closes every socket with 1001 and
-//! deletes the replica's rows, holding a shutdown guard until that is done.
+//! worker's rows in one UPDATE, and once a minute deletes rows dead for 10 minutes. When the
+//! replica stops it closes every socket with 1001 and deletes the replica's rows, holding a
+//! shutdown guard until that is done.
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,6 +23,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// Ticks between two `last_seen` refreshes: 10 s, so a row survives two failed refreshes
 /// before readers hide it at 30 s, and a 10k-socket replica costs one UPDATE every 10 s.
 pub const REFRESH_EVERY: u32 = 10;
+
+/// Refreshes between two sweeps of long-dead rows (one a minute): any replica may sweep, the
+/// statement is idempotent and cheap on the `last_seen` index.
+const SWEEP_EVERY: u32 = 6;
 
 /// How long the shutdown cleanup may wait for PostgreSQL before giving up (rows then vanish
 /// from readers at 30 s, like a killed replica's).
@@ -53,8 +58,9 @@ pub async fn run(sockets: Sockets) {
                 if count.is_multiple_of(REFRESH_EVERY) && !refreshing.replace(true) {
                     // Off the tick path: a slow database must not delay the next tick.
                     let (sockets, refreshing) = (sockets.clone(), refreshing.clone());
+                    let sweep = (count / REFRESH_EVERY).is_multiple_of(SWEEP_EVERY);
                     ntex::rt::spawn(async move {
-                        refresh(&sockets).await;
+                        refresh(&sockets, sweep).await;
                         refreshing.set(false);
                     })
                     .detach();
@@ -71,13 +77,19 @@ pub async fn run(sockets: Sockets) {
     }
 }
 
-async fn refresh(sockets: &Sockets) {
+async fn refresh(sockets: &Sockets, sweep: bool) {
     let rows = sockets.rows();
-    if rows.is_empty() {
-        return;
+    if !rows.is_empty() {
+        if let Err(e) = store::refresh(sockets.pg(), &rows).await {
+            tracing::warn!(error = %ErrorChain(&e), "could not refresh connected users");
+        }
     }
-    if let Err(e) = store::refresh(sockets.pg(), &rows).await {
-        tracing::warn!(error = %ErrorChain(&e), "could not refresh connected users");
+    if sweep {
+        match store::sweep(sockets.pg()).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "swept connected users of long-dead replicas"),
+            Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not sweep connected users"),
+        }
     }
 }
 

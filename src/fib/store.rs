@@ -1,8 +1,8 @@
 //! The `connected_users` table (sql/V4): one row per open socket, written by the replica that
 //! holds the socket. Rows are inserted before the upgrade, deleted on close, refreshed in one
-//! statement per worker per [`super::clock::REFRESH_EVERY`], and read back only while fresh, so
-//! the rows of a replica that died without cleaning up fall out of `GET /connected-users` on
-//! their own. Statements are prepared once per pooled connection (`prepare_cached`).
+//! statement per worker every [`super::clock::REFRESH_EVERY`] ticks, and read back only while
+//! fresh, so the rows of a replica that died without cleaning up fall out of
+//! `GET /connected-users` on their own. Statements are prepared once per pooled connection (`prepare_cached`).
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use uuid::Uuid;
@@ -25,6 +25,7 @@ const DELETE: &str = "DELETE FROM connected_users WHERE id = $1";
 const DELETE_INSTANCE: &str = "DELETE FROM connected_users WHERE instance = $1";
 const DELETE_EARLIER_RUN: &str =
     "DELETE FROM connected_users WHERE instance = $1 AND connected_at < $2";
+const SWEEP: &str = "DELETE FROM connected_users WHERE last_seen < now() - interval '10 minutes'";
 const REFRESH: &str = "UPDATE connected_users SET last_seen = now() WHERE id = ANY($1)";
 const LIST_FRESH: &str = "SELECT username, instance, connected_at FROM connected_users \
      WHERE last_seen > now() - make_interval(secs => $1) ORDER BY connected_at, id";
@@ -65,6 +66,14 @@ pub async fn refresh(pg: &Pool, ids: &[Uuid]) -> Result<u64, StoreError> {
     let client = pg.get().await?;
     let stmt = client.prepare_cached(REFRESH).await?;
     Ok(client.execute(&stmt, &[&ids]).await?)
+}
+
+/// Deletes rows nobody has refreshed for 10 minutes: replicas that died and never came back
+/// under the same name (their rows are already hidden; this only keeps the table small).
+pub async fn sweep(pg: &Pool) -> Result<u64, StoreError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(SWEEP).await?;
+    Ok(client.execute(&stmt, &[]).await?)
 }
 
 /// Deletes every row of `instance`, at shutdown (its sockets are closing).
