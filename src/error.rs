@@ -151,6 +151,27 @@ impl From<crate::ops::OpsError> for ApiError {
     }
 }
 
+impl From<crate::fib::FibError> for ApiError {
+    fn from(e: crate::fib::FibError) -> Self {
+        use crate::fib::FibError;
+        match e {
+            FibError::InvalidUsername => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"username must be 1-32 characters of A-Z a-z 0-9 _ . -"}"#,
+            ),
+            FibError::Handshake => Self::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"expected a WebSocket upgrade request"}"#,
+            ),
+            FibError::ShuttingDown => Self::from_static(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"server shutting down"}"#,
+            ),
+            FibError::Store(cause) => Self::unavailable("connected users store", &cause),
+        }
+    }
+}
+
 /// The shape of every error body, for the OpenAPI document (the bodies themselves are built
 /// by [`ApiError`]).
 #[derive(utoipa::ToSchema)]

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod config;
 pub mod error;
+pub mod fib;
 pub mod infra;
 pub mod lifecycle;
 pub mod ops;
@@ -32,5 +33,15 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }),
         Command::Inserter => people::inserter::run(config),
+        Command::FibBench { n, rounds } => {
+            let (computed, rendered, digits) = fib::bench(n, rounds);
+            println!(
+                "fib({n}): {digits} digits, compute {:.2} ms, to decimal {:.2} ms, total {:.2} ms",
+                computed.as_secs_f64() * 1e3,
+                rendered.as_secs_f64() * 1e3,
+                (computed + rendered).as_secs_f64() * 1e3,
+            );
+            Ok(())
+        }
     }
 }

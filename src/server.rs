@@ -10,6 +10,7 @@ use ntex::web::{self, App, HttpServer};
 use crate::accounts;
 use crate::config::Config;
 use crate::error;
+use crate::fib;
 use crate::infra;
 use crate::lifecycle::Shutdown;
 use crate::ops::{self, Gate, Liveness, Observe};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub ops: ops::OpsBodies,
     /// This worker's RabbitMQ publisher for new people (connects on first use).
     pub people: people::Publisher,
+    /// This worker's open WebSockets and the process's fib pool.
+    pub fib: fib::WorkerFib,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -34,11 +37,14 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub liveness: Liveness,
     pub shutdown: Shutdown,
+    /// Threads for large Fibonacci numbers, shared by every worker.
+    pub fib_pool: fib::ComputePool,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Self {
         Self {
+            fib_pool: fib::ComputePool::start(config.fib_pool_size),
             config: Arc::new(config),
             liveness: Liveness::default(),
             shutdown: Shutdown::default(),
@@ -52,6 +58,13 @@ impl Shared {
         let redis = infra::redis::pool(&c.redis_url, c.redis_pool_size)?;
         ops::metrics::register_pools(&pg, &redis);
         Ok(AppState {
+            fib: fib::WorkerFib::new(
+                pg.clone(),
+                &c.instance_name,
+                c.ws_max_pending_bytes,
+                self.fib_pool.clone(),
+                self.shutdown.clone(),
+            ),
             pg,
             redis,
             liveness: self.liveness.clone(),
@@ -122,6 +135,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     people::configure(cfg);
     accounts::configure(cfg);
+    fib::configure(cfg);
 }
 
 /// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
@@ -131,6 +145,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(ops::openapi::Api::openapi());
     doc.merge(people::Api::openapi());
     doc.merge(accounts::Api::openapi());
+    doc.merge(fib::Api::openapi());
     doc.info.title = "Arena".to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(
@@ -141,7 +156,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// What `arena reset` (and `scripts/up --fresh`) runs: each domain's statement that empties its
 /// tables and restores its seed.
-pub const RESET_SQL: &[&str] = &[people::store::RESET_SQL, accounts::RESET_SQL];
+pub const RESET_SQL: &[&str] = &[
+    people::store::RESET_SQL,
+    accounts::RESET_SQL,
+    fib::RESET_SQL,
+];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
 fn build(
@@ -149,6 +168,16 @@ fn build(
     listener: Option<std::net::TcpListener>,
 ) -> std::io::Result<ntex::server::Server> {
     let config = shared.config.clone();
+    // Rows an earlier run of this replica left when it was killed; in the background, so a
+    // replica starts even while PostgreSQL is down.
+    let pg = infra::postgres::pool(&config.database_url, 1).map_err(std::io::Error::other)?;
+    let started = chrono::Utc::now();
+    ntex::rt::spawn(fib::forget_previous_run(
+        pg,
+        config.instance_name.clone(),
+        started,
+    ))
+    .detach();
     let server = HttpServer::new(async move || {
         let state = shared
             .worker_state()

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 pub use serde_json::{json, Value};
 
+pub mod ws;
+
 /// The stack under test.
 #[derive(Debug, Clone)]
 pub struct Stack {

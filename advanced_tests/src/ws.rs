@@ -1,0 +1,50 @@
+//! A small blocking WebSocket client for the Fibonacci tests (tungstenite over plain TCP),
+//! with a read timeout so a silent server fails the test instead of hanging it.
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+pub use tungstenite::protocol::frame::coding::CloseCode;
+pub use tungstenite::Message;
+
+pub type Socket = tungstenite::WebSocket<TcpStream>;
+
+/// Opens `ws://host:port/ws/fibonacci/{username}` on `base` (an `http://host:port` URL).
+pub fn connect(base: &str, username: &str) -> Result<Socket, tungstenite::Error> {
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let stream = TcpStream::connect(&authority).map_err(tungstenite::Error::Io)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let url = format!("ws://{authority}/ws/fibonacci/{username}");
+    match tungstenite::client(url, stream) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            unreachable!("a blocking stream never interrupts the handshake")
+        }
+    }
+}
+
+/// The next text frame whose `type` is `kind`, skipping the others (clock ticks).
+pub fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        match socket.read().expect("a frame before the read timeout") {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(&text).expect("frames are JSON");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+            Message::Close(frame) => panic!("closed while waiting for {kind}: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Sends `frame` and returns the next frame of type `kind`.
+pub fn ask(socket: &mut Socket, frame: &str, kind: &str) -> Value {
+    socket.send(Message::text(frame)).expect("send a frame");
+    next_of(socket, kind)
+}

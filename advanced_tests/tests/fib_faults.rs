@@ -1,0 +1,56 @@
+//! A replica killed with SIGKILL cannot delete its connected users; they must still vanish from
+//! `/connected-users` within 30 s (its rows stop being refreshed). Its own test binary, so no
+//! other black-box test runs while a replica is down.
+use std::time::{Duration, Instant};
+
+use advanced_tests::ws::{connect, next_of};
+use advanced_tests::{get, read_pid, signal, stack};
+
+/// SPEC §6: a dead replica's rows disappear within 30 s; a little slack for the polling.
+const VANISH_WITHIN: Duration = Duration::from_secs(31);
+
+fn listed_on(i: usize, username: &str) -> usize {
+    let r = get(&stack().replica(i, "/connected-users"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["username"] == username)
+        .count()
+}
+
+#[test]
+fn the_users_of_a_killed_replica_vanish_within_thirty_seconds() {
+    let s = stack();
+    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
+    let username = format!("doomed-{}", std::process::id());
+    // Two sockets straight on api1 (the one about to die), so the test does not depend on how
+    // nginx spreads them.
+    let api1 = format!("http://127.0.0.1:{}", s.replica_ports[0]);
+    let mut sockets: Vec<_> = (0..2)
+        .map(|_| connect(&api1, &username).expect("upgrade on api1"))
+        .collect();
+    for socket in &mut sockets {
+        next_of(socket, "time");
+    }
+    assert_eq!(listed_on(1, &username), 2, "api2 sees api1's two sockets");
+
+    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
+    signal(pid, "KILL");
+    let killed = Instant::now();
+    let mut vanished = None;
+    while killed.elapsed() < VANISH_WITHIN {
+        if listed_on(1, &username) == 0 {
+            vanished = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(sockets);
+    s.heal();
+    let vanished = vanished.expect("the killed replica's users vanished within 30 s");
+    eprintln!("a killed replica's users vanished after {vanished:?}");
+    assert_eq!(get(&s.replica(0, "/ping")).status, 200, "api1 is back");
+    assert_eq!(listed_on(0, &username), 0, "no ghost after api1's restart");
+}

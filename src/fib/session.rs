@@ -1,0 +1,136 @@
+//! One open socket: ntex hands every client frame to [`Session::call`]. A request for a small
+//! n is answered inline (microseconds); a larger one goes to the bounded [`ComputePool`] and is
+//! answered when ready, so the socket keeps reading and the worker keeps ticking meanwhile.
+//! Every answer goes through [`sockets::deliver`] and its send-buffer bound.
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::rc::Rc;
+
+use ntex::service::{Service, ServiceCtx};
+use ntex::util::ByteString;
+use ntex::web::ws::{Frame, Message, WsSink};
+
+use super::compute;
+use super::model::{FibRequest, InvalidFrame};
+use super::pool::ComputePool;
+use super::sockets::{self, Membership, Sockets};
+
+/// n up to this is computed on the event loop: fib(10 000) to decimal takes ~30 µs in a
+/// release build, cheaper than a hop to another thread and back; fib(100 000) already takes
+/// about a millisecond, which would show in other clients' tick delay.
+pub const INLINE_MAX_N: u64 = 10_000;
+
+/// Large requests one socket may have waiting at once; the next gets a "busy" error. Bounds
+/// what one client can queue on the shared pool.
+const MAX_IN_FLIGHT_PER_SOCKET: usize = 4;
+
+pub struct Session {
+    sink: WsSink,
+    sockets: Sockets,
+    pool: ComputePool,
+    max_n: u64,
+    in_flight: Rc<Cell<usize>>,
+    // Dropped with the session, however the connection ended: leaves the registry, deletes
+    // the row.
+    _membership: Membership,
+}
+
+impl Session {
+    pub fn new(
+        sink: WsSink,
+        sockets: Sockets,
+        pool: ComputePool,
+        max_n: u64,
+        membership: Membership,
+    ) -> Self {
+        Self {
+            sink,
+            sockets,
+            pool,
+            max_n,
+            in_flight: Rc::default(),
+            _membership: membership,
+        }
+    }
+
+    fn send(&self, text: String) {
+        sockets::deliver(
+            &self.sink,
+            Message::Text(ByteString::from(text)),
+            self.sockets.max_pending(),
+        );
+    }
+
+    fn answer(&self, frame: &[u8]) {
+        let request = match FibRequest::parse(frame, self.max_n) {
+            Ok(request) => request,
+            Err(invalid) => return self.send(error_frame(&invalid)),
+        };
+        if request.n <= INLINE_MAX_N {
+            return self.send(compute::reply(request.n));
+        }
+        if self.in_flight.get() >= MAX_IN_FLIGHT_PER_SOCKET {
+            return self.send(error_frame(&InvalidFrame::Busy));
+        }
+        let Ok(answer) = self.pool.submit(request.n) else {
+            return self.send(error_frame(&InvalidFrame::Busy));
+        };
+        self.in_flight.set(self.in_flight.get() + 1);
+        let (sink, in_flight, max_pending) = (
+            self.sink.clone(),
+            self.in_flight.clone(),
+            self.sockets.max_pending(),
+        );
+        ntex::rt::spawn(async move {
+            if let Ok(reply) = answer.await {
+                sockets::deliver(&sink, Message::Text(ByteString::from(reply)), max_pending);
+            }
+            in_flight.set(in_flight.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// `{"type":"error","error":…}` for a frame the session could not answer.
+pub fn error_frame(invalid: &InvalidFrame) -> String {
+    serde_json::json!({"type": "error", "error": invalid.to_string()}).to_string()
+}
+
+impl Service<Frame> for Session {
+    type Response = Option<Message>;
+    type Error = Infallible;
+
+    async fn call(
+        &self,
+        frame: Frame,
+        _: ServiceCtx<'_, Self>,
+    ) -> Result<Option<Message>, Infallible> {
+        Ok(match frame {
+            Frame::Text(text) => {
+                self.answer(&text);
+                None
+            }
+            Frame::Binary(_) | Frame::Continuation(_) => {
+                self.send(error_frame(&InvalidFrame::Binary));
+                None
+            }
+            Frame::Ping(payload) => Some(Message::Pong(payload)),
+            Frame::Pong(_) => None,
+            // Echoing the close completes the handshake; ntex then closes the connection.
+            Frame::Close(reason) => Some(Message::Close(reason)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_frame_is_typed_json_with_the_reason() {
+        let v: serde_json::Value =
+            serde_json::from_str(&error_frame(&InvalidFrame::Negative)).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"], "n must not be negative");
+    }
+}

@@ -1,0 +1,203 @@
+//! The open sockets of one ntex worker, and the one way anything is written to them.
+//!
+//! A socket joins the registry when its session starts and leaves it when the session is
+//! dropped — which ntex does however the connection ended (close frame, reset, error), so that
+//! is also where its `connected_users` row is deleted. The first socket of a worker starts the
+//! worker's clock (`clock.rs`), which ticks and refreshes through this registry.
+//!
+//! Backpressure: every frame goes through [`deliver`], which looks at the bytes ntex still holds
+//! unsent for that socket. Over `WS_MAX_PENDING_BYTES` the client is not keeping up: it is sent
+//! close 1008 with a reason and closed, instead of the buffer (and memory) growing without end.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_util::FutureExt as _;
+use ntex::util::ByteString;
+use ntex::web::ws::{CloseCode, CloseReason, Message, WsSink};
+use uuid::Uuid;
+
+use super::{clock, store};
+use crate::error::ErrorChain;
+use crate::lifecycle::Shutdown;
+
+/// The close reason a client that cannot keep up gets (code 1008).
+pub const TOO_SLOW: &str = "client too slow: send buffer full";
+/// The close reason every socket gets when the replica stops (code 1001).
+pub const GOING_AWAY: &str = "server shutting down";
+
+/// Whether a frame was queued for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// The socket is closing or closed; the frame was dropped.
+    Closed,
+    /// The client had too much unsent; it is being closed with [`TOO_SLOW`].
+    TooSlow,
+}
+
+/// Queues `message` on `sink` unless the client already has more than `max_pending` bytes
+/// unsent. The check comes first, so a socket holds at most `max_pending` plus one frame.
+pub fn deliver(sink: &WsSink, message: Message, max_pending: usize) -> Delivery {
+    let Ok(pending) = sink.io().with_write_buf(|buf| buf.len()) else {
+        return Delivery::Closed;
+    };
+    if pending > max_pending {
+        tracing::info!(pending, "closing a WebSocket client that does not keep up");
+        close(sink, CloseCode::Policy, TOO_SLOW);
+        return Delivery::TooSlow;
+    }
+    // WsSink::send encodes into the write buffer at once; its future is already complete.
+    match sink.send(message).now_or_never() {
+        Some(Ok(())) => Delivery::Queued,
+        _ => Delivery::Closed,
+    }
+}
+
+/// Sends a close frame with `code` and `reason`, then starts ntex's graceful close (it flushes
+/// what it can within its disconnect timeout, then drops the connection).
+pub fn close(sink: &WsSink, code: CloseCode, reason: &str) {
+    let reason = CloseReason {
+        code,
+        description: Some(reason.to_owned()),
+    };
+    let _ = sink.send(Message::Close(Some(reason))).now_or_never();
+    sink.io().close();
+}
+
+struct Open {
+    sink: WsSink,
+    row: Uuid,
+}
+
+struct Inner {
+    open: RefCell<HashMap<u64, Open>>,
+    next_key: Cell<u64>,
+    clock_started: Cell<bool>,
+    max_pending: usize,
+    pg: deadpool_postgres::Pool,
+    instance: Rc<str>,
+    shutdown: Shutdown,
+}
+
+/// One worker's open sockets. Cheap to clone (an `Rc`): the worker's state, every session and
+/// the clock share it.
+#[derive(Clone)]
+pub struct Sockets(Rc<Inner>);
+
+impl Sockets {
+    pub fn new(
+        pg: deadpool_postgres::Pool,
+        instance: &str,
+        max_pending: usize,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self(Rc::new(Inner {
+            open: RefCell::default(),
+            next_key: Cell::new(0),
+            clock_started: Cell::new(false),
+            max_pending,
+            pg,
+            instance: instance.into(),
+            shutdown,
+        }))
+    }
+
+    pub fn max_pending(&self) -> usize {
+        self.0.max_pending
+    }
+
+    pub fn pg(&self) -> &deadpool_postgres::Pool {
+        &self.0.pg
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.0.instance
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.0.shutdown
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.open.borrow().len()
+    }
+
+    /// Adds a socket whose `connected_users` row is `row`; dropping the returned
+    /// [`Membership`] removes it and deletes the row. Starts this worker's clock if needed.
+    pub fn join(&self, sink: WsSink, row: Uuid) -> Membership {
+        let key = self.0.next_key.get();
+        self.0.next_key.set(key + 1);
+        self.0.open.borrow_mut().insert(key, Open { sink, row });
+        if !self.0.clock_started.replace(true) {
+            ntex::rt::spawn(clock::run(self.clone())).detach();
+        }
+        Membership {
+            sockets: self.clone(),
+            key,
+        }
+    }
+
+    /// Sends the same text frame to every open socket; returns how many got it.
+    pub fn broadcast(&self, text: &ByteString) -> usize {
+        // Sinks are collected first so no RefCell borrow is held while writing.
+        let sinks: Vec<WsSink> = self
+            .0
+            .open
+            .borrow()
+            .values()
+            .map(|o| o.sink.clone())
+            .collect();
+        sinks
+            .iter()
+            .filter(|sink| {
+                deliver(sink, Message::Text(text.clone()), self.0.max_pending) == Delivery::Queued
+            })
+            .count()
+    }
+
+    /// The `connected_users` ids of every open socket, for the refresh.
+    pub fn rows(&self) -> Vec<Uuid> {
+        self.0.open.borrow().values().map(|o| o.row).collect()
+    }
+
+    /// Closes every socket with `code` and `reason`.
+    pub fn close_all(&self, code: CloseCode, reason: &str) {
+        let sinks: Vec<WsSink> = self
+            .0
+            .open
+            .borrow()
+            .values()
+            .map(|o| o.sink.clone())
+            .collect();
+        for sink in &sinks {
+            close(sink, code, reason);
+        }
+    }
+}
+
+/// A socket's place in its worker's registry; see [`Sockets::join`].
+pub struct Membership {
+    sockets: Sockets,
+    key: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let Some(open) = self.sockets.0.open.borrow_mut().remove(&self.key) else {
+            return;
+        };
+        // While stopping, the clock deletes every row of this replica in one statement.
+        if self.sockets.0.shutdown.is_stopping() {
+            return;
+        }
+        let pg = self.sockets.0.pg.clone();
+        ntex::rt::spawn(async move {
+            if let Err(e) = store::delete(&pg, open.row).await {
+                // The row stops being refreshed, so readers hide it within 30 s anyway.
+                tracing::warn!(error = %ErrorChain(&e), "could not delete a closed socket's row");
+            }
+        })
+        .detach();
+    }
+}

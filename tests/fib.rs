@@ -1,0 +1,349 @@
+//! The Fibonacci WebSocket in-process on an ephemeral port, with a real WebSocket client
+//! (tungstenite) against the real PostgreSQL: ticks, replies, errors that keep the socket,
+//! connected-users rows on open and close, the slow-client close and the shutdown close.
+//! Each test uses its own instance name, so its rows are its own.
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use arena::config::Config;
+use arena::server::TestServer;
+use serde_json::Value;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<TcpStream>;
+
+fn app_with(config: impl FnOnce(&mut Config)) -> (TestServer, String) {
+    let mut c = Config::from_env();
+    c.instance_name = format!("fibtest-{}", uuid::Uuid::new_v4().simple());
+    config(&mut c);
+    let instance = c.instance_name.clone();
+    (TestServer::start(c), instance)
+}
+
+fn app() -> (TestServer, String) {
+    app_with(|_| {})
+}
+
+fn try_connect(app: &TestServer, username: &str) -> Result<Socket, tungstenite::Error> {
+    let stream = TcpStream::connect(app.addr).expect("the test server listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let url = format!("ws://{}/ws/fibonacci/{username}", app.addr);
+    match tungstenite::client(url, stream) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("blocking handshake"),
+    }
+}
+
+fn connect(app: &TestServer, username: &str) -> Socket {
+    try_connect(app, username).expect("WebSocket upgrade")
+}
+
+/// The next text frame whose `type` is `kind`, skipping others (clock ticks).
+fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        match socket.read().expect("a frame before the read timeout") {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(&text).expect("frames are JSON");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+            Message::Close(frame) => panic!("closed while waiting for {kind}: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn ask(socket: &mut Socket, frame: &str) -> Value {
+    socket.send(Message::text(frame)).unwrap();
+    next_of(socket, "fib")
+}
+
+fn ask_error(socket: &mut Socket, frame: &str) -> Value {
+    socket.send(Message::text(frame)).unwrap();
+    next_of(socket, "error")
+}
+
+fn connected_users(app: &TestServer, instance: &str) -> Vec<Value> {
+    let body = ureq::get(&app.url("/connected-users"))
+        .call()
+        .expect("GET /connected-users answers 200")
+        .into_string()
+        .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let users = v["users"].as_array().expect("users is a list").clone();
+    assert_eq!(v["count"].as_u64(), Some(users.len() as u64));
+    users
+        .into_iter()
+        .filter(|u| u["instance"] == instance)
+        .collect()
+}
+
+/// Polls `check` until it holds or `limit` passes.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn a_socket_receives_at_least_two_ticks_in_two_and_a_half_seconds() {
+    let (app, _) = app();
+    let mut socket = connect(&app, "ticker");
+    let start = Instant::now();
+    let mut ticks = Vec::new();
+    socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    while ticks.len() < 2 && start.elapsed() < Duration::from_millis(2500) {
+        let v = next_of(&mut socket, "time");
+        ticks.push(v["now"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        ticks.len() >= 2,
+        "{} ticks in {:?}",
+        ticks.len(),
+        start.elapsed()
+    );
+    for now in &ticks {
+        let at = chrono::DateTime::parse_from_rfc3339(now).expect("RFC 3339");
+        assert_eq!(at.offset().local_minus_utc(), 0, "{now} is UTC");
+        assert!(now.ends_with('Z'), "{now}");
+    }
+}
+
+#[test]
+fn numbers_get_their_fibonacci_value_in_decimal() {
+    let (app, _) = app();
+    let mut socket = connect(&app, "asker");
+    assert_eq!(
+        ask(&mut socket, "10"),
+        serde_json::json!({"type": "fib", "n": 10, "value": "55"})
+    );
+    assert_eq!(ask(&mut socket, r#"{"n":0}"#)["value"], "0");
+    assert_eq!(ask(&mut socket, "1")["value"], "1");
+    let v = ask(&mut socket, "1000");
+    assert_eq!(v["n"], 1000);
+    assert_eq!(
+        v["value"].as_str().unwrap(),
+        arena::fib::fib(1000).to_string()
+    );
+    // Above the inline threshold: computed on the pool, same answer.
+    let v = ask(&mut socket, "200000");
+    assert_eq!(v["n"], 200000);
+    assert_eq!(v["value"].as_str().unwrap().len(), 41_798);
+}
+
+#[test]
+fn the_largest_allowed_n_is_answered_and_one_more_is_an_error() {
+    let (app, _) = app_with(|c| c.fib_max_n = 50_000);
+    let mut socket = connect(&app, "edge");
+    assert_eq!(
+        ask(&mut socket, "50000")["value"].as_str().unwrap(),
+        arena::fib::fib(50_000).to_string()
+    );
+    let e = ask_error(&mut socket, "50001");
+    assert_eq!(e["error"], "n must be at most 50000");
+}
+
+#[test]
+fn bad_frames_get_an_error_and_the_socket_stays_open() {
+    let (app, _) = app();
+    let mut socket = connect(&app, "clumsy");
+    for frame in ["abc", "-1", "1.5", "1000001", r#"{"m":1}"#, ""] {
+        let e = ask_error(&mut socket, frame);
+        assert!(e["error"].as_str().is_some_and(|s| !s.is_empty()), "{e}");
+    }
+    socket.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(
+        next_of(&mut socket, "error")["error"],
+        "binary frames are not understood; send text"
+    );
+    assert_eq!(ask(&mut socket, "12")["value"], "144");
+}
+
+#[test]
+fn a_bad_username_gets_400_and_no_socket() {
+    let (app, _) = app();
+    for bad in ["a%20b", &"x".repeat(33), "caf%C3%A9"] {
+        match try_connect(&app, bad) {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 400, "{bad}");
+                let body = String::from_utf8(resp.body().clone().unwrap_or_default()).unwrap();
+                let v: Value = serde_json::from_str(&body).expect("a JSON error body");
+                assert!(v["error"].is_string(), "{body}");
+            }
+            other => panic!("{bad}: expected 400, got {:?}", other.map(|_| "a socket")),
+        }
+    }
+}
+
+#[test]
+fn a_plain_get_without_upgrade_is_a_400() {
+    let (app, _) = app();
+    match ureq::get(&app.url("/ws/fibonacci/ana")).call() {
+        Err(ureq::Error::Status(400, _)) => {}
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_open_socket_is_a_connected_user_until_it_closes() {
+    let (app, instance) = app();
+    let mut first = connect(&app, "ana");
+    let second = connect(&app, "ana");
+    let users = connected_users(&app, &instance);
+    assert_eq!(users.len(), 2, "two tabs are two rows: {users:?}");
+    for u in &users {
+        assert_eq!(u["username"], "ana");
+        chrono::DateTime::parse_from_rfc3339(u["connected_at"].as_str().unwrap()).unwrap();
+    }
+    first.close(None).unwrap();
+    // Read until the server's close reply arrives.
+    while first.read().is_ok() {}
+    assert!(
+        eventually(Duration::from_secs(5), || connected_users(&app, &instance)
+            .len()
+            == 1),
+        "a closed socket's row was deleted"
+    );
+    // An abnormal close: the TCP connection just goes away.
+    drop(second);
+    assert!(
+        eventually(Duration::from_secs(5), || connected_users(&app, &instance)
+            .is_empty()),
+        "a dropped connection's row was deleted"
+    );
+}
+
+#[test]
+fn rows_left_by_an_earlier_run_of_the_same_replica_are_deleted_at_start() {
+    let instance = format!("fibtest-{}", uuid::Uuid::new_v4().simple());
+    let url = Config::from_env().database_url;
+    let count = |instance: &str| -> i64 {
+        let instance = instance.to_owned();
+        let url = url.clone();
+        arena::infra::block_on(async move {
+            let pg = arena::infra::postgres::connect(&url).await.unwrap();
+            pg.query_one(
+                "SELECT count(*) FROM connected_users WHERE instance = $1",
+                &[&instance],
+            )
+            .await
+            .unwrap()
+            .get(0)
+        })
+    };
+    {
+        let instance = instance.clone();
+        let url = url.clone();
+        arena::infra::block_on(async move {
+            let pg = arena::infra::postgres::connect(&url).await.unwrap();
+            pg.execute(
+                "INSERT INTO connected_users (id, username, instance) VALUES ($1, 'ghost', $2)",
+                &[&uuid::Uuid::new_v4(), &instance],
+            )
+            .await
+            .unwrap();
+        });
+    }
+    assert_eq!(count(&instance), 1);
+    let mut config = Config::from_env();
+    config.instance_name = instance.clone();
+    let _app = TestServer::start(config);
+    assert!(
+        eventually(Duration::from_secs(5), || count(&instance) == 0),
+        "the ghost row of a previous run is gone"
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_as_too_slow() {
+    // A small bound so the kernel's socket buffers fill long before memory matters.
+    let (app, _) = app_with(|c| c.ws_max_pending_bytes = 4096);
+    let mut socket = connect(&app, "sloth");
+    // Each reply is ~2 KB; 10 000 of them overflow the kernel's buffers in both directions.
+    for _ in 0..10_000 {
+        if socket.send(Message::text("10000")).is_err() {
+            break;
+        }
+    }
+    let mut close = None;
+    loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => {
+                close = frame;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let frame = close.expect("a close frame with a reason");
+    assert_eq!(frame.code, CloseCode::Policy);
+    assert_eq!(frame.reason.as_str(), arena::fib::TOO_SLOW);
+}
+
+#[test]
+fn shutdown_closes_every_socket_with_1001_and_forgets_its_rows() {
+    let (app, instance) = app();
+    let mut socket = connect(&app, "leaver");
+    assert_eq!(connected_users(&app, &instance).len(), 1);
+    // The clock has started (it does on the first socket); wait for one tick to be sure.
+    next_of(&mut socket, "time");
+    app.shared.shutdown.signal();
+    let close = loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        }
+    };
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(frame.code, CloseCode::Away);
+    assert_eq!(frame.reason.as_str(), arena::fib::GOING_AWAY);
+    assert!(
+        eventually(Duration::from_secs(5), || connected_users(&app, &instance)
+            .is_empty()),
+        "rows deleted at shutdown"
+    );
+    assert!(
+        arena::infra::block_on(app.shared.shutdown.tasks_done(Duration::from_secs(5))),
+        "the clock released its shutdown guard"
+    );
+}
+
+#[test]
+fn large_requests_run_off_the_event_loop_while_small_ones_and_ticks_go_on() {
+    let (app, _) = app();
+    let mut busy = connect(&app, "busy");
+    let mut other = connect(&app, "bystander");
+    for _ in 0..4 {
+        busy.send(Message::text("1000000")).unwrap();
+    }
+    busy.send(Message::text("10")).unwrap();
+    // The small one is answered before any of the large ones.
+    assert_eq!(next_of(&mut busy, "fib")["n"], 10);
+    // A fifth large request while four are in flight is refused, not queued.
+    assert_eq!(
+        ask_error(&mut busy, "999999")["error"],
+        "too many large fib requests in flight on this socket; wait for a reply"
+    );
+    // Meanwhile the other socket keeps ticking.
+    next_of(&mut other, "time");
+    let big: Vec<Value> = (0..4).map(|_| next_of(&mut busy, "fib")).collect();
+    for v in big {
+        assert_eq!(v["n"], 1_000_000);
+        assert_eq!(v["value"].as_str().unwrap().len(), 208_988);
+    }
+}
