@@ -1,0 +1,50 @@
+//! A replica stopped with SIGTERM closes its WebSockets with 1001 (going away) and deletes its
+//! connected users before it exits: no ghost rows, not even for 30 s. Its own test binary, so
+//! no other black-box test runs while a replica is down.
+use std::time::{Duration, Instant};
+
+use advanced_tests::ws::{connect, next_of, CloseCode, Message};
+use advanced_tests::{get, read_pid, signal, stack};
+
+fn listed_on(i: usize, username: &str) -> usize {
+    let r = get(&stack().replica(i, "/connected-users"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["username"] == username)
+        .count()
+}
+
+#[test]
+fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
+    let s = stack();
+    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
+    let username = format!("leaving-{}", std::process::id());
+    let api1 = format!("http://127.0.0.1:{}", s.replica_ports[0]);
+    let mut socket = connect(&api1, &username).expect("upgrade on api1");
+    next_of(&mut socket, "time");
+    assert_eq!(listed_on(1, &username), 1, "api2 sees api1's socket");
+
+    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
+    signal(pid, "TERM");
+    let close = loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => continue,
+            Err(e) => panic!("the socket ended without a close frame: {e}"),
+        }
+    };
+    // The rows go before the process exits; allow for the exit itself, far below 30 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = listed_on(1, &username);
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = listed_on(1, &username);
+    }
+    s.heal();
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Away, "{close:?}");
+    assert_eq!(left, 0, "api1's user is still listed after its graceful stop");
+}
