@@ -210,18 +210,37 @@ pub async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        discard(payload).await;
         return Err(ApiError::payload_too_large());
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(512));
     while let Some(chunk) = payload.recv().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
+            discard(payload).await;
             return Err(ApiError::payload_too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
+
+/// Reads and drops up to [`MAX_DISCARDED_BYTES`] more of a refused body. A client that writes
+/// its whole body before reading gets a broken pipe instead of our 413 when the connection is
+/// closed under it; draining a modest body lets it read the answer. Nothing is kept.
+async fn discard(mut payload: web::types::Payload) {
+    let mut seen = 0;
+    while seen < MAX_DISCARDED_BYTES {
+        match payload.recv().await {
+            Some(Ok(chunk)) => seen += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
+/// How much of a refused body is drained before the connection is given up on (nginx in front
+/// refuses bodies over 128 KiB itself, so only direct clients get this far).
+const MAX_DISCARDED_BYTES: usize = 1024 * 1024;
 
 impl From<crate::people::PeopleError> for ApiError {
     fn from(e: crate::people::PeopleError) -> Self {
@@ -254,6 +273,7 @@ impl From<crate::people::PeopleError> for ApiError {
             | P::Postgres(_)
             | P::PostgresPool(_)
             | P::Broker(_)
+            | P::Refused
             | P::NotConfirmed(_) => Self::unavailable("people storage", &e),
         }
     }

@@ -26,7 +26,7 @@ pub struct AppState {
     pub shutdown: Shutdown,
     pub ops: ops::OpsBodies,
     /// This worker's RabbitMQ publisher for new people (connects on first use).
-    pub people: people::Publisher,
+    pub people: std::rc::Rc<people::Publisher>,
     /// This worker's open WebSockets and the process's fib pool.
     pub fib: fib::WorkerFib,
 }
@@ -70,7 +70,11 @@ impl Shared {
             liveness: self.liveness.clone(),
             shutdown: self.shutdown.clone(),
             ops: ops::OpsBodies::new(&c.instance_name),
-            people: people::Publisher::new(&c.amqp_url, &c.instance_name, &c.people_queue),
+            people: std::rc::Rc::new(people::Publisher::new(
+                &c.amqp_url,
+                &c.instance_name,
+                &c.people_queue,
+            )),
             config: c.clone(),
         })
     }

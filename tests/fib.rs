@@ -42,9 +42,15 @@ fn connect(app: &TestServer, username: &str) -> Socket {
     try_connect(app, username).expect("WebSocket upgrade")
 }
 
-/// The next text frame whose `type` is `kind`, skipping others (clock ticks).
+/// The next text frame whose `type` is `kind`, skipping others (clock ticks), within 30 s:
+/// ticks alone must not keep a test waiting for an answer that never comes.
 fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} frame within 30 s"
+        );
         match socket.read().expect("a frame before the read timeout") {
             Message::Text(text) => {
                 let v: Value = serde_json::from_str(&text).expect("frames are JSON");
@@ -325,7 +331,9 @@ fn shutdown_closes_every_socket_with_1001_and_forgets_its_rows() {
 
 #[test]
 fn large_requests_run_off_the_event_loop_while_small_ones_and_ticks_go_on() {
-    let (app, _) = app();
+    // Four 209 kB replies at once: room for all of them, so this test is about the event loop,
+    // not about the slow-client limit (tested on its own).
+    let (app, _) = app_with(|c| c.ws_max_pending_bytes = 4 << 20);
     let mut busy = connect(&app, "busy");
     let mut other = connect(&app, "bystander");
     for _ in 0..4 {

@@ -201,3 +201,19 @@ pub fn signal(pid: i32, signal: &str) {
         "kill -{signal} {pid} failed"
     );
 }
+
+/// True while process `pid` runs. A zombie counts as gone: where PID 1 does not reap
+/// (containers), a dead replica stays a zombie, and `kill -0` would still succeed on it.
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.split(' ').nth(2) != Some("Z"))
+}
+
+/// Waits up to `limit` for process `pid` to exit; true if it did.
+pub fn wait_exit(pid: i32, limit: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while running(pid) && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !running(pid)
+}

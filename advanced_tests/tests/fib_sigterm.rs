@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::ws::{connect, next_of, CloseCode, Message};
-use advanced_tests::{get, read_pid, signal, stack};
+use advanced_tests::{get, read_pid, signal, stack, wait_exit};
 
 fn listed_on(i: usize, username: &str) -> usize {
     let r = get(&stack().replica(i, "/connected-users"));
@@ -43,8 +43,14 @@ fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
         std::thread::sleep(Duration::from_millis(100));
         left = listed_on(1, &username);
     }
+    // scripts/up keeps a replica it finds running: let this one finish exiting first.
+    let exited = wait_exit(pid, Duration::from_secs(20));
     s.heal();
+    assert!(exited, "api1 did not exit within 20 s of SIGTERM");
     let close = close.expect("a close frame with a code");
     assert_eq!(close.code, CloseCode::Away, "{close:?}");
-    assert_eq!(left, 0, "api1's user is still listed after its graceful stop");
+    assert_eq!(
+        left, 0,
+        "api1's user is still listed after its graceful stop"
+    );
 }

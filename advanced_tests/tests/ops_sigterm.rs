@@ -3,12 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use advanced_tests::{get, read_pid, request, signal, stack};
-
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.split(' ').nth(2) != Some("Z"))
-}
+use advanced_tests::{get, read_pid, request, running, signal, stack, wait_exit};
 
 #[test]
 fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly() {
@@ -43,9 +38,7 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
         std::thread::sleep(Duration::from_millis(500));
         signal(pid, "TERM");
         let t = Instant::now();
-        while running(pid) && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(pid, Duration::from_secs(20));
         let exited_in = t.elapsed();
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);

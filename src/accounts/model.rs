@@ -146,7 +146,8 @@ pub struct Descricao {
 impl Descricao {
     pub fn parse(s: &str) -> Option<Self> {
         let chars = s.chars().count();
-        if chars == 0 || chars > DESCRICAO_MAX_CHARS {
+        // PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail the insert (500).
+        if chars == 0 || chars > DESCRICAO_MAX_CHARS || s.contains('\0') {
             return None;
         }
         let mut bytes = [0; DESCRICAO_MAX_BYTES];
@@ -649,6 +650,7 @@ mod tests {
             "\"12345678901\"",
             "\"uma descricao longa demais\"",
             "\"ççççççççççç\"",
+            "\"a\\u0000b\"",
             "null",
             "1",
             "[\"a\"]",

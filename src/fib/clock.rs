@@ -34,7 +34,7 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(3);
 
 /// The tick frame for `now`.
 pub fn tick_frame(now: chrono::DateTime<Utc>) -> ByteString {
-    let now = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let now = now.to_rfc3339_opts(SecondsFormat::Micros, true);
     ByteString::from(format!(r#"{{"type":"time","now":"{now}"}}"#))
 }
 
@@ -98,13 +98,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tick_names_the_time_in_rfc_3339_utc() {
+    fn a_tick_names_the_time_in_rfc_3339_utc_with_microseconds() {
         let now = chrono::DateTime::parse_from_rfc3339("2025-01-02T03:04:05.678Z")
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(
             &*tick_frame(now),
-            r#"{"type":"time","now":"2025-01-02T03:04:05.678Z"}"#
+            r#"{"type":"time","now":"2025-01-02T03:04:05.678000Z"}"#
         );
     }
 }

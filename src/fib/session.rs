@@ -14,6 +14,7 @@ use super::compute;
 use super::model::{FibRequest, InvalidFrame};
 use super::pool::ComputePool;
 use super::sockets::{self, Membership, Sockets};
+use crate::ops::metrics;
 
 /// n up to this is computed on the event loop: fib(10 000) to decimal takes ~30 µs in a
 /// release build, cheaper than a hop to another thread and back; fib(100 000) already takes
@@ -33,6 +34,8 @@ pub struct Session {
     // Dropped with the session, however the connection ended: leaves the registry, deletes
     // the row.
     _membership: Membership,
+    // Counts this socket in `arena_open_websockets{kind="fibonacci"}` while it lives.
+    _open: metrics::Open,
 }
 
 impl Session {
@@ -50,6 +53,7 @@ impl Session {
             max_n,
             in_flight: Rc::default(),
             _membership: membership,
+            _open: metrics::websocket_open("fibonacci"),
         }
     }
 

@@ -6,6 +6,12 @@ pub mod postgres;
 pub mod redis;
 
 use std::future::Future;
+use std::time::Duration;
+
+/// Longest a request waits for a pooled connection, or for a new one to open, before it is
+/// answered 503. A service that stops answering (rather than refusing) would otherwise hold
+/// requests until nginx gives up at 75 s; two seconds is far beyond any healthy wait here.
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a future on a fresh single-threaded tokio runtime (for the non-HTTP subcommands).
 pub fn block_on<F: Future>(future: F) -> F::Output {

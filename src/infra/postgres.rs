@@ -17,7 +17,10 @@ const MIGRATION_LOCK: i64 = 0x4152_454e_41; // "ARENA"
 /// A pool of at most `size` connections. Nothing connects until the first query, so a replica
 /// starts even while PostgreSQL is still coming up.
 pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
-    let pg = tokio_postgres::Config::from_str(url)?;
+    let mut pg = tokio_postgres::Config::from_str(url)?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(super::POOL_TIMEOUT);
+    }
     // Fast recycling: a broken connection is found by its failed query and dropped, which
     // costs one error instead of one extra round trip on every checkout.
     let manager = Manager::from_config(
@@ -27,7 +30,12 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager).max_size(size).build()?)
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(super::POOL_TIMEOUT))
+        .create_timeout(Some(super::POOL_TIMEOUT))
+        .build()?)
 }
 
 /// A connection from `pool`, its wait recorded in `arena_pool_wait_seconds{pool="postgres"}`

@@ -9,6 +9,8 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, BoxError> {
         .builder()?
         .max_size(size)
         .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(super::POOL_TIMEOUT))
+        .create_timeout(Some(super::POOL_TIMEOUT))
         .build()?)
 }
 

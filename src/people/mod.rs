@@ -63,7 +63,10 @@ pub enum PeopleError {
     /// 503: RabbitMQ failed.
     #[error("rabbitmq")]
     Broker(#[from] lapin::Error),
-    /// 503: RabbitMQ did not confirm the message (nack, returned, timeout).
+    /// 503: RabbitMQ refused the message (nack, or returned unroutable): nothing was queued.
+    #[error("RabbitMQ refused the message")]
+    Refused,
+    /// 503: RabbitMQ did not confirm the message (timeout, broken link).
     #[error("{0}")]
     NotConfirmed(&'static str),
 }
@@ -79,14 +82,34 @@ impl From<Invalid> for PeopleError {
 
 /// Creates a person: reserve + cache, publish with confirm, or undo and fail. A 201 is only
 /// answered for a person the broker has taken responsibility for.
+///
+/// The steps run in a task of their own: when the client (or nginx) hangs up mid-way, ntex
+/// drops the handler, and a handler dropped between the reservation and the publish would
+/// leave the apelido reserved for a person nobody published. The task always finishes: the
+/// person is published, or the reservation undone.
 pub async fn create(state: &AppState, person: NewPerson) -> Result<Person, PeopleError> {
+    let redis = state.redis.clone();
+    let publisher = state.people.clone();
+    let config = state.config.clone();
+    ntex::rt::spawn(async move {
+        create_to_the_end(&redis, &publisher, &config.people_queue, person).await
+    })
+    .await
+    .map_err(|_| PeopleError::NotConfirmed("the creation task was lost"))?
+}
+
+async fn create_to_the_end(
+    redis: &deadpool_redis::Pool,
+    publisher: &Publisher,
+    queue: &str,
+    person: NewPerson,
+) -> Result<Person, PeopleError> {
     let person = person.with_id(Uuid::new_v4());
-    let queue = &state.config.people_queue;
-    if !store::reserve(&state.redis, queue, &person).await? {
+    if !store::reserve(redis, queue, &person).await? {
         return Err(PeopleError::DuplicateApelido);
     }
-    if let Err(e) = state.people.publish(&person.json).await {
-        if let Err(undo) = store::release(&state.redis, queue, &person).await {
+    if let Err(e) = publisher.publish(&person.json).await {
+        if let Err(undo) = store::release(redis, queue, &person).await {
             // The apelido stays reserved; the person was never published, so the count is
             // still right, but that apelido cannot be taken again until `arena reset`.
             tracing::error!(error = %crate::error::ErrorChain(&undo), apelido = person.person.apelido.as_str(),

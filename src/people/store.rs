@@ -10,6 +10,7 @@
 //!   insert nothing, so they add nothing): the queue has drained when inserted ≥ created, which
 //!   is what `/contagem-pessoas?wait=` waits for. Per queue, so tests with their own queues
 //!   neither see nor disturb the stack's.
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_redis::redis;
@@ -37,23 +38,32 @@ const INSERTED_KEY: &str = "p:inserted:";
 const CACHE_TTL_SECS: u32 = 3600;
 
 /// Reserves the apelido and caches the person in one atomic round trip; counts it as created.
-/// Returns 1 when reserved, 0 when the apelido was taken.
-const RESERVE_LUA: &str = r"
+/// Returns 1 when reserved, 0 when the apelido was taken. Run by EVALSHA: the script's text
+/// crosses the wire once per connection, not on every POST.
+static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('INCR', KEYS[3])
   return 1
 end
-return 0";
+return 0",
+    )
+});
 
-/// Undoes RESERVE_LUA for a person that could not be published.
-const RELEASE_LUA: &str = r"
+/// Undoes RESERVE for a person that could not be published.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('DEL', KEYS[2])
   redis.call('DECR', KEYS[3])
 end
-return 0";
+return 0",
+    )
+});
 
 fn apelido_key(apelido: &str) -> String {
     format!("{APELIDO_KEY}{apelido}")
@@ -78,16 +88,14 @@ pub async fn reserve(
     person: &Person,
 ) -> Result<bool, PeopleError> {
     let mut conn = infra::redis::checkout(redis).await?;
-    let reserved: i64 = redis::cmd("EVAL")
-        .arg(RESERVE_LUA)
-        .arg(3)
-        .arg(apelido_key(person.person.apelido.as_str()))
-        .arg(id_key(&person.id))
-        .arg(created_key(queue))
+    let reserved: i64 = RESERVE
+        .key(apelido_key(person.person.apelido.as_str()))
+        .key(id_key(&person.id))
+        .key(created_key(queue))
         .arg(person.id.to_string())
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
-        .query_async(&mut *conn)
+        .invoke_async(&mut *conn)
         .await?;
     Ok(reserved == 1)
 }
@@ -99,14 +107,12 @@ pub async fn release(
     person: &Person,
 ) -> Result<(), PeopleError> {
     let mut conn = infra::redis::checkout(redis).await?;
-    let _: i64 = redis::cmd("EVAL")
-        .arg(RELEASE_LUA)
-        .arg(3)
-        .arg(apelido_key(person.person.apelido.as_str()))
-        .arg(id_key(&person.id))
-        .arg(created_key(queue))
+    let _: i64 = RELEASE
+        .key(apelido_key(person.person.apelido.as_str()))
+        .key(id_key(&person.id))
+        .key(created_key(queue))
         .arg(person.id.to_string())
-        .query_async(&mut *conn)
+        .invoke_async(&mut *conn)
         .await?;
     Ok(())
 }
@@ -195,10 +201,12 @@ pub async fn reset_redis(url: &str) -> Result<u64, crate::BoxError> {
 const FIND_SQL: &str = "SELECT json FROM pessoas WHERE id = $1";
 const SEARCH_SQL: &str = "SELECT json FROM pessoas WHERE busca LIKE $1 LIMIT 50";
 const COUNT_SQL: &str = "SELECT count(*) FROM pessoas";
-/// One statement per batch; `ON CONFLICT DO NOTHING` makes a redelivered batch a no-op.
+/// One statement per batch; `ON CONFLICT (id) DO NOTHING` makes a redelivered batch a no-op.
+/// Only the id: a different person with a taken apelido (possible only if Redis lost its
+/// reservations) must fail loudly and reach the dead-letter queue, not vanish.
 const INSERT_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, busca, json) \
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[]) \
-     ON CONFLICT DO NOTHING";
+     ON CONFLICT (id) DO NOTHING";
 
 /// `TRUNCATE` for `arena reset`.
 pub const RESET_SQL: &str = "TRUNCATE pessoas";
@@ -375,8 +383,18 @@ impl Publisher {
 
     /// Publishes `body` as a persistent message and waits for the broker's confirm; counts
     /// the outcome in `arena_publish_total` (a broker that cannot be reached is a failure).
+    ///
+    /// A broken link or a missing confirm leaves the outcome unknown: the message may be queued
+    /// all the same. Freeing the apelido then could let a retry take it while the first person
+    /// still arrives, so the same body (same id) is published once more on a fresh link; the
+    /// inserter's insert is idempotent by id, so a duplicate costs nothing. Only a definite
+    /// answer (refused, or still unknown after the second try) is a failure.
     pub async fn publish(&self, body: &[u8]) -> Result<(), PeopleError> {
-        let outcome = self.publish_confirmed(body).await;
+        let mut outcome = self.publish_confirmed(body).await;
+        if matches!(outcome, Err(ref e) if !matches!(e, PeopleError::Refused)) {
+            self.forget().await;
+            outcome = self.publish_confirmed(body).await;
+        }
         match outcome {
             Ok(()) => metrics::publish_confirmed(self.label),
             Err(_) => metrics::publish_failed(self.label),
@@ -406,7 +424,7 @@ impl Publisher {
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(_)) => Err(PeopleError::NotConfirmed("RabbitMQ refused the message")),
+            Ok(Ok(_)) => Err(PeopleError::Refused),
             Ok(Err(e)) => {
                 self.forget_broken().await;
                 Err(e.into())
@@ -417,6 +435,13 @@ impl Publisher {
                     "RabbitMQ did not confirm in time",
                 ))
             }
+        }
+    }
+
+    /// Drops the link whatever its state, so the next publish opens a fresh one.
+    async fn forget(&self) {
+        if let Some(old) = self.link.lock().await.take() {
+            close_quietly(old);
         }
     }
 
