@@ -48,3 +48,16 @@ pub fn ask(socket: &mut Socket, frame: &str, kind: &str) -> Value {
     socket.send(Message::text(frame)).expect("send a frame");
     next_of(socket, kind)
 }
+
+/// How many of `username`'s sockets replica `i` (0-based, its own port) lists in
+/// `/connected-users`.
+pub fn listed_on(i: usize, username: &str) -> usize {
+    let r = crate::get(&crate::stack().replica(i, "/connected-users"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["users"]
+        .as_array()
+        .expect("a users array")
+        .iter()
+        .filter(|u| u["username"] == username)
+        .count()
+}

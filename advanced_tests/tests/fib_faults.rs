@@ -3,22 +3,11 @@
 //! other black-box test runs while a replica is down.
 use std::time::{Duration, Instant};
 
-use advanced_tests::ws::{connect, next_of};
+use advanced_tests::ws::{connect, listed_on, next_of};
 use advanced_tests::{get, read_pid, signal, stack};
 
 /// SPEC §6: a dead replica's rows disappear within 30 s; a little slack for the polling.
 const VANISH_WITHIN: Duration = Duration::from_secs(31);
-
-fn listed_on(i: usize, username: &str) -> usize {
-    let r = get(&stack().replica(i, "/connected-users"));
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|u| u["username"] == username)
-        .count()
-}
 
 #[test]
 fn the_users_of_a_killed_replica_vanish_within_thirty_seconds() {

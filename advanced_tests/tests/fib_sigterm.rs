@@ -3,19 +3,8 @@
 //! no other black-box test runs while a replica is down.
 use std::time::{Duration, Instant};
 
-use advanced_tests::ws::{connect, next_of, CloseCode, Message};
-use advanced_tests::{get, read_pid, signal, stack, wait_exit};
-
-fn listed_on(i: usize, username: &str) -> usize {
-    let r = get(&stack().replica(i, "/connected-users"));
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|u| u["username"] == username)
-        .count()
-}
+use advanced_tests::ws::{connect, listed_on, next_of, CloseCode, Message};
+use advanced_tests::{read_pid, signal, stack, wait_exit};
 
 #[test]
 fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
