@@ -140,20 +140,23 @@ impl Sockets {
 
     /// Sends the same text frame to every open socket; returns how many got it.
     pub fn broadcast(&self, text: &ByteString) -> usize {
-        // Sinks are collected first so no RefCell borrow is held while writing.
-        let sinks: Vec<WsSink> = self
-            .0
-            .open
-            .borrow()
-            .values()
-            .map(|o| o.sink.clone())
-            .collect();
-        sinks
+        self.sinks()
             .iter()
             .filter(|sink| {
                 deliver(sink, Message::Text(text.clone()), self.0.max_pending) == Delivery::Queued
             })
             .count()
+    }
+
+    /// Every open socket's sink, copied out so no RefCell borrow is held while writing (a
+    /// write can close a socket, which leaves the registry).
+    fn sinks(&self) -> Vec<WsSink> {
+        self.0
+            .open
+            .borrow()
+            .values()
+            .map(|o| o.sink.clone())
+            .collect()
     }
 
     /// The `connected_users` ids of every open socket, for the refresh.
@@ -163,14 +166,7 @@ impl Sockets {
 
     /// Closes every socket with `code` and `reason`.
     pub fn close_all(&self, code: CloseCode, reason: &str) {
-        let sinks: Vec<WsSink> = self
-            .0
-            .open
-            .borrow()
-            .values()
-            .map(|o| o.sink.clone())
-            .collect();
-        for sink in &sinks {
+        for sink in &self.sinks() {
             close(sink, code, reason);
         }
     }

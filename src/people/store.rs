@@ -132,13 +132,7 @@ pub async fn cached(
 
 /// True once the inserter of `queue` has inserted as many people as were published to it.
 pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
-    let mut conn = infra::redis::checkout(redis).await?;
-    let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
-        .arg(created_key(queue))
-        .arg(inserted_key(queue))
-        .query_async(&mut *conn)
-        .await?;
-    Ok(inserted.unwrap_or(0) >= created.unwrap_or(0))
+    Ok(backlog(redis, queue).await? == 0)
 }
 
 /// People published to `queue` and not yet inserted by its inserter (never below zero: a
