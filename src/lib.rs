@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Reset => infra::block_on(async move {
             infra::postgres::migrate(&config.database_url).await?;
             infra::postgres::reset(&config.database_url, server::RESET_SQL).await?;
-            // People's dedup keys, cache and created counter go with their table.
+            // People's dedup keys, cache and pending set go with their table.
             people::store::reset_redis(&config.redis_url).await?;
             Ok(())
         }),

@@ -181,14 +181,13 @@ fn queue_depth(config: &Config, queue: &str) -> u32 {
     })
 }
 
-/// Deletes the test's queues (they are durable and would outlive the test) and its counters.
+/// Deletes the test's queues (they are durable and would outlive the test) and its pending set.
 fn delete_queues(config: &Config) {
     infra::block_on(async {
         let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
         let mut conn = pool.get().await.unwrap();
         let _: i64 = redis::cmd("DEL")
-            .arg(format!("p:created:{}", config.people_queue))
-            .arg(format!("p:inserted:{}", config.people_queue))
+            .arg(store::pending_key(&config.people_queue))
             .query_async(&mut *conn)
             .await
             .unwrap();
@@ -515,6 +514,37 @@ fn a_count_with_wait_answers_once_every_created_person_is_inserted() {
     delete_queues(&config);
 }
 
+#[test]
+fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later_waits_early() {
+    let mut config = config("ghost");
+    config.inserter_flush_ms = 100;
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    let ghost = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
+        .unwrap()
+        .with_id(Uuid::new_v4());
+    // The publish reached the queue but its confirm was lost twice: the replica answered 503 and
+    // released the reservation, yet the message is there and the inserter writes it.
+    infra::block_on(async {
+        assert!(store::reserve(&redis, &config.people_queue, &ghost).await.unwrap());
+        store::release(&redis, &config.people_queue, &ghost).await.unwrap();
+    });
+    publish_raw(&config, &[&ghost.json]);
+    let inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(&config, &[ghost.id]) == 1));
+    drop(inserter);
+
+    // A later person, answered 201 while no inserter runs, must hold a wait back.
+    let app = TestServer::start(config.clone());
+    let id = create(&app, &apelido());
+    let backlog = infra::block_on(store::backlog(&redis, &config.people_queue)).unwrap();
+    assert_eq!(backlog, 1, "the person not yet inserted is pending");
+    let _inserter = Inserter::start(&config);
+    let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(in_postgres(&config, &[id]), 1, "the count waited for the flush");
+    delete_queues(&config);
+}
+
 /// The value of one series in the metrics text (0 when absent).
 fn series(text: &str, name: &str) -> f64 {
     text.lines()
@@ -540,7 +570,7 @@ fn metrics_show_the_confirmed_publish_and_the_backlog_until_the_inserter_drains_
     assert_eq!(series(&after, depth), 1.0, "no inserter yet: {after}");
 
     let _inserter = Inserter::start(&config);
-    // The inserted counter moves just after the commit: wait on the scrape itself.
+    // The pending set empties just after the commit: wait on the scrape itself.
     let mut drained = String::new();
     let caught_up = wait_until(Duration::from_secs(10), || {
         drained = send("GET", &app.url("/metrics"), None).body;

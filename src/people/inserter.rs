@@ -69,7 +69,7 @@ async fn stop_on_signal(shutdown: Shutdown) {
 pub async fn consume(config: &Config, shutdown: &Shutdown) {
     let _guard = shutdown.guard();
     let mut db = Database::new(&config.database_url);
-    let counters = Counters {
+    let pending = Pending {
         queue: config.people_queue.clone(),
         redis: match infra::redis::pool(&config.redis_url, 1) {
             Ok(pool) => Some(pool),
@@ -80,7 +80,7 @@ pub async fn consume(config: &Config, shutdown: &Shutdown) {
         },
     };
     while !shutdown.is_stopping() {
-        match session(config, shutdown, &mut db, &counters).await {
+        match session(config, shutdown, &mut db, &pending).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %ErrorChain(&*e), "inserter lost a connection; retrying");
@@ -93,21 +93,18 @@ pub async fn consume(config: &Config, shutdown: &Shutdown) {
     }
 }
 
-/// The Redis counter of inserted rows `/contagem-pessoas?wait=` compares with the created one.
-struct Counters {
+/// The Redis set of pending people that `/contagem-pessoas?wait=` waits to see empty.
+struct Pending {
     queue: String,
     redis: Option<deadpool_redis::Pool>,
 }
 
-impl Counters {
-    /// Best effort: a missed increment only makes a `wait` run to its limit; it loses nothing.
-    async fn inserted(&self, rows: u64) {
+impl Pending {
+    /// Best effort: a missed removal only makes a `wait` run to its limit; it loses nothing.
+    async fn settle(&self, people: &[Person]) {
         let Some(redis) = &self.redis else { return };
-        if rows == 0 {
-            return;
-        }
-        if let Err(e) = store::record_inserted(redis, &self.queue, rows).await {
-            tracing::warn!(error = %ErrorChain(&e), rows, "could not count inserted people");
+        if let Err(e) = store::settle(redis, &self.queue, people).await {
+            tracing::warn!(error = %ErrorChain(&e), people = people.len(), "could not mark people as settled");
         }
     }
 }
@@ -192,7 +189,7 @@ async fn session(
     config: &Config,
     shutdown: &Shutdown,
     db: &mut Database,
-    counters: &Counters,
+    pending: &Pending,
 ) -> Result<(), BoxError> {
     let name = format!("{}-inserter", config.instance_name);
     let connection = infra::amqp::connect(&config.amqp_url, &name).await?;
@@ -223,18 +220,18 @@ async fn session(
                 let _ = channel
                     .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                     .await;
-                let flushed = flush(&mut batch, db, counters, shutdown).await;
+                let flushed = flush(&mut batch, db, pending, shutdown).await;
                 let _ = connection.close(200, "inserter stopping".into()).await;
                 return flushed;
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                flush(&mut batch, db, counters, shutdown).await?;
+                flush(&mut batch, db, pending, shutdown).await?;
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     accept(delivery, &mut batch, flush_after).await?;
                     if batch.people.len() >= batch_size {
-                        flush(&mut batch, db, counters, shutdown).await?;
+                        flush(&mut batch, db, pending, shutdown).await?;
                     }
                 }
                 Some(Err(e)) => return Err(e.into()),
@@ -277,7 +274,7 @@ async fn accept(
 async fn flush(
     batch: &mut Batch,
     db: &mut Database,
-    counters: &Counters,
+    pending: &Pending,
     shutdown: &Shutdown,
 ) -> Result<(), BoxError> {
     if batch.people.is_empty() {
@@ -288,9 +285,9 @@ async fn flush(
         match db.insert(&batch.people).await {
             Ok(inserted) => {
                 let written = started.elapsed();
-                // Counted before the ack: a crash in between redelivers rows that then insert
-                // nothing, so nothing is counted twice.
-                counters.inserted(inserted).await;
+                // Settled before the ack: a crash in between redelivers rows that insert
+                // nothing and settle again, harmlessly.
+                pending.settle(&batch.people).await;
                 let last = batch.ackers.last().expect("BUG: the batch is not empty");
                 last.ack(BasicAckOptions { multiple: true }).await?;
                 // Recorded in this process's registry; see `ops::metrics` on who can scrape it.
@@ -312,7 +309,7 @@ async fn flush(
             }
             Err(InsertError::Refused(e)) => {
                 tracing::warn!(error = %ErrorChain(&e), "batch refused; writing it row by row");
-                let result = flush_row_by_row(batch, db, counters).await;
+                let result = flush_row_by_row(batch, db, pending).await;
                 batch.clear();
                 return result;
             }
@@ -331,18 +328,20 @@ async fn flush(
 async fn flush_row_by_row(
     batch: &Batch,
     db: &mut Database,
-    counters: &Counters,
+    pending: &Pending,
 ) -> Result<(), BoxError> {
     for (person, acker) in batch.people.iter().zip(&batch.ackers) {
         match db.insert(std::slice::from_ref(person)).await {
-            Ok(inserted) => {
-                counters.inserted(inserted).await;
+            Ok(_) => {
+                pending.settle(std::slice::from_ref(person)).await;
                 acker.ack(BasicAckOptions { multiple: false }).await?;
             }
             Err(InsertError::Refused(e)) => {
                 tracing::warn!(error = %ErrorChain(&e), id = %person.id,
                     "PostgreSQL refused a person; rejected to the dead-letter queue");
                 acker.reject(BasicRejectOptions { requeue: false }).await?;
+                // Dead-lettered is settled too: a wait must not hang on a person it refused.
+                pending.settle(std::slice::from_ref(person)).await;
             }
             Err(InsertError::Unavailable(e)) => return Err(e),
         }

@@ -135,7 +135,7 @@ pub async fn find(state: &AppState, id: &Uuid) -> Result<Vec<u8>, PeopleError> {
 }
 
 /// People in PostgreSQL; with `wait`, first waits (bounded) until every person answered 201 has
-/// been inserted (the queue's inserted counter has caught up with its created counter).
+/// been settled by the inserter (the queue's pending set in Redis is empty).
 pub async fn count(state: &AppState, wait: Option<Duration>) -> Result<i64, PeopleError> {
     let Some(wait) = wait else {
         return store::count(&state.pg).await;
@@ -151,8 +151,8 @@ pub async fn count(state: &AppState, wait: Option<Duration>) -> Result<i64, Peop
 }
 
 /// Sets `arena_inserter_queue_depth` to the people answered 201 and not yet in PostgreSQL.
-/// `/metrics` calls it at every scrape: the inserter serves no HTTP, so its backlog is read
-/// here, from the queue's created and inserted counters in Redis.
+/// `/metrics` calls it at every scrape: the inserter cannot see what was published and not yet
+/// delivered to it, so the backlog is read here, from the size of the queue's pending set.
 pub async fn observe_backlog(state: &AppState) {
     let read = store::backlog(&state.redis, &state.config.people_queue);
     match tokio::time::timeout(BACKLOG_READ_LIMIT, read).await {

@@ -1,14 +1,16 @@
-//! Where people live: Redis (apelido reservations, the person cache, the created counter),
+//! Where people live: Redis (apelido reservations, the person cache, the pending set),
 //! RabbitMQ (the durable queue new people travel through) and PostgreSQL (the table the
 //! inserter fills and searches read). Every key, statement and message format is here.
 //!
 //! Redis keys, all under `p:` so `arena reset` can find them:
 //! - `p:apelido:<apelido>` → id, set with NX and never expiring: the uniqueness check.
 //! - `p:id:<uuid>` → the person's JSON, so a GET on any replica answers before the inserter ran.
-//! - `p:created:<queue>` → people published to that queue (201s answered), and
-//!   `p:inserted:<queue>` → rows the inserter of that queue actually inserted (redeliveries
-//!   insert nothing, so they add nothing): the queue has drained when inserted ≥ created, which
-//!   is what `/contagem-pessoas?wait=` waits for. Per queue, so tests with their own queues
+//! - `p:pending:<queue>` → the set of ids reserved for that queue and not yet settled by its
+//!   inserter (written to PostgreSQL, or dead-lettered): the queue has drained when the set is
+//!   empty, which is what `/contagem-pessoas?wait=` waits for. A set of ids, not a pair of
+//!   counters, so nothing can drift: a person published although its publish looked failed (and
+//!   was released) is removed twice, harmlessly; a redelivered one likewise; a reset while
+//!   messages are in flight leaves nothing behind. Per queue, so tests with their own queues
 //!   neither see nor disturb the stack's.
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -29,15 +31,14 @@ use crate::ops::metrics;
 pub const KEY_PREFIX: &str = "p:";
 const APELIDO_KEY: &str = "p:apelido:";
 const ID_KEY: &str = "p:id:";
-const CREATED_KEY: &str = "p:created:";
-const INSERTED_KEY: &str = "p:inserted:";
+const PENDING_KEY: &str = "p:pending:";
 
 /// How long a person stays in the Redis cache. The inserter writes it to PostgreSQL within a
 /// flush (milliseconds) of its 201; an hour covers any backlog after a crash many times over
 /// while keeping Redis from holding every person of a long run twice.
 const CACHE_TTL_SECS: u32 = 3600;
 
-/// Reserves the apelido and caches the person in one atomic round trip; counts it as created.
+/// Reserves the apelido and caches the person in one atomic round trip; marks it pending.
 /// Returns 1 when reserved, 0 when the apelido was taken. Run by EVALSHA: the script's text
 /// crosses the wire once per connection, not on every POST.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -45,7 +46,7 @@ static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
         r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-  redis.call('INCR', KEYS[3])
+  redis.call('SADD', KEYS[3], ARGV[1])
   return 1
 end
 return 0",
@@ -59,7 +60,7 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('DEL', KEYS[2])
-  redis.call('DECR', KEYS[3])
+  redis.call('SREM', KEYS[3], ARGV[1])
 end
 return 0",
     )
@@ -73,12 +74,9 @@ fn id_key(id: &Uuid) -> String {
     format!("{ID_KEY}{id}")
 }
 
-fn created_key(queue: &str) -> String {
-    format!("{CREATED_KEY}{queue}")
-}
-
-fn inserted_key(queue: &str) -> String {
-    format!("{INSERTED_KEY}{queue}")
+/// The Redis set of `queue`'s pending people (tests delete it with their queue).
+pub fn pending_key(queue: &str) -> String {
+    format!("{PENDING_KEY}{queue}")
 }
 
 /// Reserves `person`'s apelido and caches it; false when the apelido is taken.
@@ -91,7 +89,7 @@ pub async fn reserve(
     let reserved: i64 = RESERVE
         .key(apelido_key(person.person.apelido.as_str()))
         .key(id_key(&person.id))
-        .key(created_key(queue))
+        .key(pending_key(queue))
         .arg(person.id.to_string())
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
@@ -110,7 +108,7 @@ pub async fn release(
     let _: i64 = RELEASE
         .key(apelido_key(person.person.apelido.as_str()))
         .key(id_key(&person.id))
-        .key(created_key(queue))
+        .key(pending_key(queue))
         .arg(person.id.to_string())
         .invoke_async(&mut *conn)
         .await?;
@@ -130,35 +128,39 @@ pub async fn cached(
     Ok(json)
 }
 
-/// True once the inserter of `queue` has inserted as many people as were published to it.
+/// True once the inserter of `queue` has settled every person reserved for it.
 pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
     Ok(backlog(redis, queue).await? == 0)
 }
 
-/// People published to `queue` and not yet inserted by its inserter (never below zero: a
-/// redelivered batch counts nothing, and a reset clears both counters together).
+/// People answered 201 for `queue` and not yet in PostgreSQL (queued, or in the inserter's
+/// batch).
 pub async fn backlog(redis: &deadpool_redis::Pool, queue: &str) -> Result<u64, PeopleError> {
     let mut conn = infra::redis::checkout(redis).await?;
-    let (created, inserted): (Option<i64>, Option<i64>) = redis::cmd("MGET")
-        .arg(created_key(queue))
-        .arg(inserted_key(queue))
+    let pending: u64 = redis::cmd("SCARD")
+        .arg(pending_key(queue))
         .query_async(&mut *conn)
         .await?;
-    Ok(u64::try_from(created.unwrap_or(0) - inserted.unwrap_or(0)).unwrap_or(0))
+    Ok(pending)
 }
 
-/// Adds rows just committed by the inserter of `queue` to its inserted counter.
-pub async fn record_inserted(
+/// Marks people just committed (or dead-lettered) by the inserter of `queue` as settled.
+pub async fn settle(
     redis: &deadpool_redis::Pool,
     queue: &str,
-    rows: u64,
+    people: &[Person],
 ) -> Result<(), PeopleError> {
+    if people.is_empty() {
+        return Ok(());
+    }
     let mut conn = infra::redis::checkout(redis).await?;
-    let _: i64 = redis::cmd("INCRBY")
-        .arg(inserted_key(queue))
-        .arg(rows)
-        .query_async(&mut *conn)
-        .await?;
+    let mut srem = redis::cmd("SREM");
+    srem.arg(pending_key(queue));
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    for person in people {
+        srem.arg(&*person.id.hyphenated().encode_lower(&mut id));
+    }
+    let _: i64 = srem.query_async(&mut *conn).await?;
     Ok(())
 }
 
