@@ -125,6 +125,15 @@ pub struct Config {
     /// `/contagem-pessoas` lags behind the last 201; reads by id never wait (Redis has them).
     #[arg(long, env = "INSERTER_FLUSH_MS", default_value_t = 100, global = true)]
     pub inserter_flush_ms: u64,
+    /// Port on `HOST` where `arena inserter` serves its own `GET /metrics` (batch sizes, flush
+    /// times); 0 serves none. nginx publishes it as `/metrics/inserter`.
+    #[arg(
+        long,
+        env = "INSERTER_METRICS_PORT",
+        default_value_t = 9100,
+        global = true
+    )]
+    pub inserter_metrics_port: u16,
     /// `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

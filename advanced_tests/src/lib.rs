@@ -217,3 +217,19 @@ pub fn wait_exit(pid: i32, limit: Duration) -> bool {
     }
     !running(pid)
 }
+
+/// 24 hex characters unique across tests and runs (time, a counter and the process id), short
+/// enough for an apelido; no extra dependency.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = (t << 16)
+        ^ u128::from(N.fetch_add(1, Ordering::Relaxed))
+        ^ (u128::from(std::process::id()) << 80);
+    // The low 96 bits, always 24 digits.
+    format!("{n:032x}")[8..].to_owned()
+}

@@ -72,5 +72,30 @@ fn nginx_conf_names_the_compose_replicas() {
     let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nginx/nginx.conf"))
         .unwrap();
     assert!(conf.contains("server api1:9999") && conf.contains("server api2:9999"));
+    assert!(conf.contains("server inserter:9100"), "the inserter's metrics upstream");
     assert!(conf.contains("proxy_next_upstream"));
+}
+
+#[test]
+fn every_nginx_upstream_is_a_compose_service_nginx_waits_for() {
+    // nginx resolves upstream names once, at start: a name with no container yet stops it.
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nginx/nginx.conf"))
+        .unwrap();
+    let doc = compose();
+    let waits: Vec<&str> = doc["services"]["nginx"]["depends_on"]
+        .as_sequence()
+        .expect("nginx depends_on is a list")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let hosts: Vec<&str> = conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .filter_map(|s| s.split_once(':').map(|(host, _)| host))
+        .collect();
+    assert!(!hosts.is_empty());
+    for host in hosts {
+        assert!(!doc["services"][host].is_null(), "{host} is not a service");
+        assert!(waits.contains(&host), "nginx does not wait for {host}");
+    }
 }

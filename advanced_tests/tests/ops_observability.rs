@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use advanced_tests::{get, stack};
+use advanced_tests::{get, post, stack, unique};
 
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
@@ -39,6 +39,27 @@ fn metrics_counters_move_when_requests_are_made() {
     );
     assert!(
         after.contains(r#"arena_pool_connections{pool="postgres",state="max"}"#),
+        "{after}"
+    );
+}
+
+#[test]
+fn the_inserters_own_metrics_are_served_through_nginx() {
+    let s = stack();
+    let batches = "arena_inserter_batch_rows_count";
+    let before = get(&s.at("/metrics/inserter"));
+    assert_eq!(before.status, 200, "{before:?}");
+    assert!(before.body.contains("arena_inserter_flush_seconds"), "{}", before.body);
+    let apelido = unique();
+    let created = post(
+        &s.at("/pessoas"),
+        &format!(r#"{{"apelido":"{apelido}","nome":"m","nascimento":"2000-01-01","stack":null}}"#),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(get(&s.at("/contagem-pessoas?wait=20")).status, 200);
+    let after = get(&s.at("/metrics/inserter")).body;
+    assert!(
+        value(&after, batches) >= value(&before.body, batches) + 1.0,
         "{after}"
     );
 }

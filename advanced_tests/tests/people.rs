@@ -1,23 +1,6 @@
 //! People (SPEC §2) through nginx against the running stack: the contract, read-your-write
 //! across both replicas, the 64 KiB limit, and the count once the queue has drained.
-use advanced_tests::{get, post, request, stack, Value};
-
-fn unique() -> String {
-    format!("{:x}", rand_u128())[..24].to_owned()
-}
-
-/// Unique enough for apelidos: time and a counter, no extra dependency.
-fn rand_u128() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    (t << 16)
-        ^ u128::from(N.fetch_add(1, Ordering::Relaxed))
-        ^ (u128::from(std::process::id()) << 90)
-}
+use advanced_tests::{get, post, request, stack, unique, Value};
 
 fn body(apelido: &str) -> String {
     format!(

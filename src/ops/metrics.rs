@@ -18,10 +18,10 @@
 //! Pool sizes (`arena_pool_connections{pool,state}`) are read from deadpool at scrape time from
 //! every live worker's pools ([`register_pools`], called by `Shared::worker_state`).
 //!
-//! `arena inserter` is its own process and serves no HTTP, so nothing scrapes its registry:
-//! the batch histograms it records are seen only where it runs in-process (tests). Its backlog
-//! is observable from the replicas instead: `/metrics` reads it from the counters people keep
-//! in Redis (`people::backlog`) and sets the queue-depth gauge just before rendering.
+//! `arena inserter` is its own process: it serves this same rendering of its own registry on
+//! `INSERTER_METRICS_PORT` (nginx: `/metrics/inserter`), where its batch histograms are. Its
+//! backlog is read by the replicas instead: `/metrics` reads the pending set people keep in
+//! Redis (`people::backlog`) and sets the queue-depth gauge just before rendering.
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;

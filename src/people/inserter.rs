@@ -32,6 +32,9 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// `arena inserter`: runs until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), BoxError> {
+    if config.inserter_metrics_port != 0 {
+        serve_metrics(&config)?;
+    }
     infra::block_on(async move {
         let shutdown = Shutdown::default();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -45,6 +48,43 @@ pub fn run(config: Config) -> Result<(), BoxError> {
         tracing::info!("inserter stopped");
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` from a thread of its own, so a scrape never competes with the
+/// consumer's runtime. It dies with the process: there is nothing of its own to flush.
+fn serve_metrics(config: &Config) -> Result<(), BoxError> {
+    use ntex::web::{self, App, HttpResponse, HttpServer};
+    let listener = std::net::TcpListener::bind((config.host.as_str(), config.inserter_metrics_port))
+        .map_err(|e| format!("INSERTER_METRICS_PORT {}: {e}", config.inserter_metrics_port))?;
+    tracing::info!(addr = %listener.local_addr()?, "inserter metrics at /metrics");
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let served = ntex::rt::System::new("inserter-metrics", ntex::rt::DefaultRuntime)
+                .block_on(async move {
+                    HttpServer::new(async || {
+                        App::new()
+                            .route(
+                                "/metrics",
+                                web::get().to(async || {
+                                    HttpResponse::Ok()
+                                        .content_type(metrics::CONTENT_TYPE)
+                                        .body(metrics::render())
+                                }),
+                            )
+                            .default_service(web::route().to(crate::error::not_found))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .listen(listener)?
+                    .run()
+                    .await
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "inserter metrics server stopped");
+            }
+        })?;
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: Shutdown) {
