@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod fib;
 pub mod infra;
+pub mod json;
 pub mod lifecycle;
 pub mod ops;
 pub mod people;

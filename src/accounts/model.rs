@@ -184,6 +184,9 @@ impl Transacao {
     /// characters — is a 422 naming the field (not-JSON is 422 too: SPEC says "anything
     /// else → 422", and the Rinha tolerates it).
     pub fn parse(body: &mut [u8]) -> Result<Self, Invalid> {
+        if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
+            return Err(invalid("body", "nests too deep"));
+        }
         let value = simd_json::to_borrowed_value(body)
             .map_err(|_| invalid("body", "not a JSON document"))?;
         let BorrowedValue::Object(fields) = value else {
@@ -588,6 +591,15 @@ mod tests {
             Err(e) => e.field,
             Ok(t) => panic!("{body} was accepted as {t:?}"),
         }
+    }
+
+    #[test]
+    fn a_deeply_nested_body_is_refused_not_a_stack_overflow() {
+        let body = format!(
+            r#"{{"valor":1,"tipo":"c","descricao":{}"#,
+            "[".repeat(20_000)
+        );
+        assert_eq!(field_of(&body), "body");
     }
 
     #[test]

@@ -232,6 +232,9 @@ fn first_error(results: [Option<Invalid>; 4]) -> Option<Invalid> {
 impl NewPerson {
     /// Parses a POST body. simd-json rewrites `body` in place (it unescapes into it).
     pub fn parse(body: &mut [u8]) -> Result<Self, Invalid> {
+        if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
+            return Err(Invalid::malformed("body", "body nests too deep"));
+        }
         let value = simd_json::borrowed::to_value(body)
             .map_err(|_| Invalid::malformed("body", "body is not valid JSON"))?;
         let Value::Object(obj) = value else {
@@ -293,6 +296,9 @@ impl Person {
     /// Decodes a queue message (the person's own JSON, with its id) back into a person; the
     /// inserter uses it, so a message that would not have passed the API is poison.
     pub fn from_message(data: &[u8]) -> Result<Self, Invalid> {
+        if !crate::json::depth_within(data, crate::json::MAX_DEPTH) {
+            return Err(Invalid::malformed("body", "message nests too deep"));
+        }
         let mut buf = data.to_vec();
         let value = simd_json::borrowed::to_value(&mut buf)
             .map_err(|_| Invalid::malformed("body", "message is not valid JSON"))?;
@@ -349,9 +355,18 @@ pub struct NewPersonBody {
 pub struct SearchTerm(String);
 
 impl SearchTerm {
-    /// `None` for a missing or empty `t` (a 400).
-    pub fn parse(t: Option<&str>) -> Option<Self> {
-        let t = t.filter(|t| !t.is_empty())?;
+    /// `MissingTerm` for a missing or empty `t`; `Malformed` for one holding NUL, which
+    /// PostgreSQL refuses in text (it would answer an error, not "no match"). Both are 400s.
+    pub fn parse(t: Option<&str>) -> Result<Self, super::PeopleError> {
+        let t = t
+            .filter(|t| !t.is_empty())
+            .ok_or(super::PeopleError::MissingTerm)?;
+        if t.contains('\0') {
+            return Err(super::PeopleError::Malformed(Invalid::malformed(
+                "t",
+                "must not contain NUL",
+            )));
+        }
         let mut pattern = String::with_capacity(t.len() + 2);
         pattern.push('%');
         for c in t.to_lowercase().chars() {
@@ -361,7 +376,7 @@ impl SearchTerm {
             pattern.push(c);
         }
         pattern.push('%');
-        Some(Self(pattern))
+        Ok(Self(pattern))
     }
 
     pub fn like_pattern(&self) -> &str {
@@ -387,6 +402,20 @@ mod tests {
         assert_eq!(p.nome.as_str(), "José Roberto");
         assert_eq!(p.nascimento.to_string(), "2000-10-01");
         assert_eq!(p.stack.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_deeply_nested_body_is_malformed_not_a_stack_overflow() {
+        let body = format!(
+            r#"{{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":{}"#,
+            "[".repeat(20_000)
+        );
+        assert_eq!(parse(&body).unwrap_err().kind, Malformed);
+        let message = format!(r#"{{"id":{}"#, "{\"a\":".repeat(20_000));
+        assert_eq!(
+            Person::from_message(message.as_bytes()).unwrap_err().kind,
+            Malformed
+        );
     }
 
     #[test]
@@ -672,9 +701,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_empty_term_is_no_search() {
-        assert_eq!(SearchTerm::parse(None), None);
-        assert_eq!(SearchTerm::parse(Some("")), None);
+    fn a_missing_empty_or_nul_term_is_no_search() {
+        use crate::people::PeopleError;
+        assert!(matches!(
+            SearchTerm::parse(None),
+            Err(PeopleError::MissingTerm)
+        ));
+        assert!(matches!(
+            SearchTerm::parse(Some("")),
+            Err(PeopleError::MissingTerm)
+        ));
+        assert!(matches!(
+            SearchTerm::parse(Some("a\0b")),
+            Err(PeopleError::Malformed(Invalid { field: "t", .. }))
+        ));
     }
 
     #[test]

@@ -84,7 +84,7 @@ async fn find(
 #[utoipa::path(get, path = "/pessoas", operation_id = "search_people", tag = "people",
     params(("t" = String, Query, description = "the term; required, not empty")),
     responses((status = 200, description = "matches, `[]` when none", body = Vec<PersonJson>),
-        (status = 400, description = "missing or empty t, or a malformed query string", body = ErrorResponse),
+        (status = 400, description = "missing or empty t, t holding NUL, or a malformed query string", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn search(
@@ -92,7 +92,7 @@ async fn search(
     state: web::types::State<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params: SearchParams = query(&req)?;
-    let term = SearchTerm::parse(params.t.as_deref()).ok_or(PeopleError::MissingTerm)?;
+    let term = SearchTerm::parse(params.t.as_deref())?;
     let body = super::store::search(&state.pg, &term).await?;
     Ok(HttpResponse::Ok().content_type(JSON).body(body))
 }
