@@ -525,12 +525,19 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
     // The publish reached the queue but its confirm was lost twice: the replica answered 503 and
     // released the reservation, yet the message is there and the inserter writes it.
     infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &ghost).await.unwrap());
-        store::release(&redis, &config.people_queue, &ghost).await.unwrap();
+        assert!(store::reserve(&redis, &config.people_queue, &ghost)
+            .await
+            .unwrap());
+        store::release(&redis, &config.people_queue, &ghost)
+            .await
+            .unwrap();
     });
     publish_raw(&config, &[&ghost.json]);
     let inserter = Inserter::start(&config);
-    assert!(wait_until(Duration::from_secs(10), || in_postgres(&config, &[ghost.id]) == 1));
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[ghost.id]
+    ) == 1));
     drop(inserter);
 
     // A later person, answered 201 while no inserter runs, must hold a wait back.
@@ -541,8 +548,105 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
     let _inserter = Inserter::start(&config);
     let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
     assert_eq!(r.status, 200);
-    assert_eq!(in_postgres(&config, &[id]), 1, "the count waited for the flush");
+    assert_eq!(
+        in_postgres(&config, &[id]),
+        1,
+        "the count waited for the flush"
+    );
     delete_queues(&config);
+}
+
+#[test]
+fn a_person_answered_503_whose_message_arrives_anyway_does_not_block_the_retry_answered_201() {
+    let mut config = config("retaken");
+    config.inserter_flush_ms = 100;
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    let apelido = apelido();
+    let first = NewPerson::parse(&mut person_body(&apelido).into_bytes())
+        .unwrap()
+        .with_id(Uuid::new_v4());
+    // The first POST's confirm was lost twice: 503, reservation undone, message queued anyway.
+    infra::block_on(async {
+        assert!(store::reserve(&redis, &config.people_queue, &first)
+            .await
+            .unwrap());
+        store::release(&redis, &config.people_queue, &first)
+            .await
+            .unwrap();
+    });
+    publish_raw(&config, &[&first.json]);
+    // nginx retried the POST on the other replica, which took the apelido again: 201.
+    let app = TestServer::start(config.clone());
+    let second = create(&app, &apelido);
+    // The inserter meets the 503'd person first, in the same batch.
+    let _inserter = Inserter::start(&config);
+    let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        in_postgres(&config, &[second]),
+        1,
+        "the person answered 201 is written"
+    );
+    assert_eq!(
+        in_postgres(&config, &[first.id]),
+        0,
+        "the person answered 503 is not"
+    );
+    assert_eq!(
+        queue_depth(&config, &store::dead_letter_queue(&config.people_queue)),
+        0,
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        queue_depth(&config, &config.people_queue),
+        0,
+        "everything acked"
+    );
+    delete_queues(&config);
+}
+
+#[test]
+fn a_reservation_older_than_the_horizon_is_a_ghost_that_holds_no_wait_back() {
+    let config = config("horizon");
+    // Two: the test holds one connection while `backlog` takes the other.
+    let redis = infra::redis::pool(&config.redis_url, 2).unwrap();
+    let key = store::pending_key(&config.people_queue);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let old = now - store::PENDING_HORIZON.as_millis() as u64 - 1_000;
+    infra::block_on(async {
+        let mut conn = redis.get().await.unwrap();
+        // Left by a replica killed between its reservation and its publish.
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&key)
+            .arg(old)
+            .arg("ghost")
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            store::backlog(&redis, &config.people_queue).await.unwrap(),
+            0
+        );
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg("recent")
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            store::backlog(&redis, &config.people_queue).await.unwrap(),
+            1
+        );
+        let _: i64 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+    });
 }
 
 /// The value of one series in the metrics text (0 when absent).

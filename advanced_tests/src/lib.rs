@@ -233,3 +233,17 @@ pub fn unique() -> String {
     // The low 96 bits, always 24 digits.
     format!("{n:032x}")[8..].to_owned()
 }
+
+/// Runs `sql` with `psql` against `url` and returns its unaligned, tuples-only output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .expect("psql is installed with PostgreSQL");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

@@ -41,6 +41,43 @@ fn a_post_on_one_replica_is_readable_at_once_on_the_other() {
     }
 }
 
+/// simd-json recurses without limit: before the depth guard, this body aborted the replica
+/// (stack overflow), and nginx replayed it on the next one.
+#[test]
+fn a_deeply_nested_body_is_400_on_every_replica_and_kills_none() {
+    let s = stack();
+    let people = format!(
+        r#"{{"apelido":"{}","nome":"n","nascimento":"2000-01-01","stack":{}"#,
+        unique(),
+        "[".repeat(20_000)
+    );
+    let transaction = format!(
+        r#"{{"valor":1,"tipo":"c","descricao":{}"#,
+        "[".repeat(20_000)
+    );
+    for i in 0..2 {
+        let r = post(&s.replica(i, "/pessoas"), &people);
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.json()["error"].is_string(), "{r:?}");
+        let r = post(&s.replica(i, "/clientes/1/transacoes"), &transaction);
+        assert_eq!(r.status, 422, "{r:?}");
+        assert_eq!(
+            get(&s.replica(i, "/ping")).status,
+            200,
+            "replica {i} still up"
+        );
+    }
+    assert_eq!(post(&s.at("/pessoas"), &people).status, 400);
+}
+
+#[test]
+fn a_search_term_holding_nul_is_400_not_a_database_error() {
+    let s = stack();
+    let r = get(&s.at("/pessoas?t=a%00b"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["field"], "t", "{r:?}");
+}
+
 #[test]
 fn a_duplicate_apelido_is_422_even_on_the_other_replica() {
     let s = stack();

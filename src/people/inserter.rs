@@ -54,8 +54,15 @@ pub fn run(config: Config) -> Result<(), BoxError> {
 /// consumer's runtime. It dies with the process: there is nothing of its own to flush.
 fn serve_metrics(config: &Config) -> Result<(), BoxError> {
     use ntex::web::{self, App, HttpResponse, HttpServer};
-    let listener = std::net::TcpListener::bind((config.host.as_str(), config.inserter_metrics_port))
-        .map_err(|e| format!("INSERTER_METRICS_PORT {}: {e}", config.inserter_metrics_port))?;
+    let listener =
+        std::net::TcpListener::bind((config.host.as_str(), config.inserter_metrics_port)).map_err(
+            |e| {
+                format!(
+                    "INSERTER_METRICS_PORT {}: {e}",
+                    config.inserter_metrics_port
+                )
+            },
+        )?;
     tracing::info!(addr = %listener.local_addr()?, "inserter metrics at /metrics");
     std::thread::Builder::new()
         .name("metrics".into())
@@ -140,6 +147,18 @@ struct Pending {
 }
 
 impl Pending {
+    /// See [`store::disowned`]. When Redis cannot tell, nobody is dropped: the table's unique
+    /// apelido decides, as it would without this check.
+    async fn disowned(&self, people: &[Person]) -> Vec<bool> {
+        let Some(redis) = &self.redis else {
+            return vec![false; people.len()];
+        };
+        store::disowned(redis, people).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %ErrorChain(&e), "could not check apelido owners; writing the batch as is");
+            vec![false; people.len()]
+        })
+    }
+
     /// Best effort: a missed removal only makes a `wait` run to its limit; it loses nothing.
     async fn settle(&self, people: &[Person]) {
         let Some(redis) = &self.redis else { return };
@@ -320,6 +339,11 @@ async fn flush(
     if batch.people.is_empty() {
         return Ok(());
     }
+    drop_disowned(batch, pending).await?;
+    if batch.people.is_empty() {
+        batch.clear();
+        return Ok(());
+    }
     let started = Instant::now();
     loop {
         match db.insert(&batch.people).await {
@@ -362,6 +386,23 @@ async fn flush(
             }
         }
     }
+}
+
+/// Acks, settles and removes from the batch every person whose apelido went to someone else
+/// (see [`store::disowned`]): that person was answered 503, and is not written.
+async fn drop_disowned(batch: &mut Batch, pending: &Pending) -> Result<(), BoxError> {
+    let disowned = pending.disowned(&batch.people).await;
+    // From the end, so the indices still to visit do not move.
+    for i in (0..disowned.len()).rev().filter(|&i| disowned[i]) {
+        let person = batch.people.remove(i);
+        let acker = batch.ackers.remove(i);
+        tracing::info!(id = %person.id, apelido = person.person.apelido.as_str(),
+            "dropped a person answered 503 whose apelido was taken again");
+        // Acked alone: the batch's final multiple ack covers only what is still unacked.
+        acker.ack(BasicAckOptions { multiple: false }).await?;
+        pending.settle(std::slice::from_ref(&person)).await;
+    }
+    Ok(())
 }
 
 /// The fallback for a refused batch: each row on its own, refused rows to the dead-letter queue.

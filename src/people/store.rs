@@ -5,13 +5,15 @@
 //! Redis keys, all under `p:` so `arena reset` can find them:
 //! - `p:apelido:<apelido>` → id, set with NX and never expiring: the uniqueness check.
 //! - `p:id:<uuid>` → the person's JSON, so a GET on any replica answers before the inserter ran.
-//! - `p:pending:<queue>` → the set of ids reserved for that queue and not yet settled by its
-//!   inserter (written to PostgreSQL, or dead-lettered): the queue has drained when the set is
-//!   empty, which is what `/contagem-pessoas?wait=` waits for. A set of ids, not a pair of
+//! - `p:pending:<queue>` → the ids reserved for that queue and not yet settled by its inserter
+//!   (written to PostgreSQL, or dead-lettered), scored by reservation time (ms): the queue has
+//!   drained when none younger than [`PENDING_HORIZON`] is left, which is what
+//!   `/contagem-pessoas?wait=` waits for. A set of ids, not a pair of
 //!   counters, so nothing can drift: a person published although its publish looked failed (and
 //!   was released) is removed twice, harmlessly; a redelivered one likewise; a reset while
 //!   messages are in flight leaves nothing behind. Per queue, so tests with their own queues
 //!   neither see nor disturb the stack's.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
         r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
   return 1
 end
 return 0",
@@ -60,7 +62,7 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('DEL', KEYS[2])
-  redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
 end
 return 0",
     )
@@ -93,6 +95,7 @@ pub async fn reserve(
         .arg(person.id.to_string())
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
+        .arg(now_ms())
         .invoke_async(&mut *conn)
         .await?;
     Ok(reserved == 1)
@@ -134,14 +137,57 @@ pub async fn drained(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, 
 }
 
 /// People answered 201 for `queue` and not yet in PostgreSQL (queued, or in the inserter's
-/// batch).
+/// batch), reserved within [`PENDING_HORIZON`].
 pub async fn backlog(redis: &deadpool_redis::Pool, queue: &str) -> Result<u64, PeopleError> {
     let mut conn = infra::redis::checkout(redis).await?;
-    let pending: u64 = redis::cmd("SCARD")
+    let pending: u64 = redis::cmd("ZCOUNT")
         .arg(pending_key(queue))
+        .arg(horizon_ms())
+        .arg("+inf")
         .query_async(&mut *conn)
         .await?;
     Ok(pending)
+}
+
+/// How long a reserved person counts as pending. A replica killed between the reservation and
+/// the publish leaves an id that nothing will ever settle; past this age it is taken for such
+/// a ghost, so it holds no `wait` back (and the inserter's next settle removes it). Only an
+/// inserter stopped for longer than this makes a `wait` return before its people are written.
+pub const PENDING_HORIZON: Duration = Duration::from_secs(300);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn horizon_ms() -> u64 {
+    now_ms().saturating_sub(PENDING_HORIZON.as_millis() as u64)
+}
+
+/// For each of `people`, whether Redis now holds its apelido for *another* id. That happens to
+/// a person answered 503 (its publish looked lost, so its reservation was undone) whose message
+/// arrived after all, once a retry took the apelido again: writing it would refuse the person
+/// who was answered 201. A missing key (undone and not retaken, or Redis emptied) is not
+/// someone else's: that person is written.
+pub async fn disowned(
+    redis: &deadpool_redis::Pool,
+    people: &[Person],
+) -> Result<Vec<bool>, PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let mut mget = redis::cmd("MGET");
+    for person in people {
+        mget.arg(apelido_key(person.person.apelido.as_str()));
+    }
+    let owners: Vec<Option<String>> = mget.query_async(&mut *conn).await?;
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Ok(people
+        .iter()
+        .zip(owners)
+        .map(|(person, owner)| {
+            owner.is_some_and(|o| o != *person.id.hyphenated().encode_lower(&mut id))
+        })
+        .collect())
 }
 
 /// Marks people just committed (or dead-lettered) by the inserter of `queue` as settled.
@@ -154,13 +200,22 @@ pub async fn settle(
         return Ok(());
     }
     let mut conn = infra::redis::checkout(redis).await?;
-    let mut srem = redis::cmd("SREM");
-    srem.arg(pending_key(queue));
+    let key = pending_key(queue);
+    let mut zrem = redis::cmd("ZREM");
+    zrem.arg(&key);
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
     for person in people {
-        srem.arg(&*person.id.hyphenated().encode_lower(&mut id));
+        zrem.arg(&*person.id.hyphenated().encode_lower(&mut id));
     }
-    let _: i64 = srem.query_async(&mut *conn).await?;
+    // One round trip: the settled ids, and the ghosts past the horizon.
+    let _: (i64, i64) = redis::pipe()
+        .add_command(zrem)
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(format!("({}", horizon_ms()))
+        .query_async(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -325,11 +380,15 @@ pub struct Publisher {
     /// The queue as the `queue` label of `arena_publish_total`.
     label: &'static str,
     link: Mutex<Option<Link>>,
+    /// Numbers each link opened, so a publish that failed drops its own link and never a
+    /// fresh one that concurrent publishes just opened and are waiting on.
+    generations: AtomicU64,
 }
 
 struct Link {
     connection: Connection,
     channel: Channel,
+    generation: u64,
 }
 
 impl Link {
@@ -346,13 +405,15 @@ impl Publisher {
             queue: queue.into(),
             label: metrics::intern(queue),
             link: Mutex::new(None),
+            generations: AtomicU64::new(0),
         }
     }
 
-    async fn channel(&self) -> Result<Channel, PeopleError> {
+    /// The current channel and its link's generation, opening a link if there is no usable one.
+    async fn channel(&self) -> Result<(Channel, u64), PeopleError> {
         let mut link = self.link.lock().await;
         if let Some(l) = link.as_ref().filter(|l| l.usable()) {
-            return Ok(l.channel.clone());
+            return Ok((l.channel.clone(), l.generation));
         }
         if let Some(old) = link.take() {
             close_quietly(old);
@@ -367,14 +428,15 @@ impl Publisher {
             lapin::Result::Ok(Link {
                 connection,
                 channel,
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
             })
         };
         let fresh = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| PeopleError::NotConfirmed("connecting to RabbitMQ timed out"))??;
-        let channel = fresh.channel.clone();
+        let opened = (fresh.channel.clone(), fresh.generation);
         *link = Some(fresh);
-        Ok(channel)
+        Ok(opened)
     }
 
     /// Publishes `body` as a persistent message and waits for the broker's confirm; counts
@@ -384,11 +446,11 @@ impl Publisher {
     /// all the same. Freeing the apelido then could let a retry take it while the first person
     /// still arrives, so the same body (same id) is published once more on a fresh link; the
     /// inserter's insert is idempotent by id, so a duplicate costs nothing. Only a definite
-    /// answer (refused, or still unknown after the second try) is a failure.
+    /// answer (refused, or still unknown after the second try) is a failure. (Should the first
+    /// copy arrive after all, the inserter drops it if the apelido went to someone else.)
     pub async fn publish(&self, body: &[u8]) -> Result<(), PeopleError> {
         let mut outcome = self.publish_confirmed(body).await;
         if matches!(outcome, Err(ref e) if !matches!(e, PeopleError::Refused)) {
-            self.forget().await;
             outcome = self.publish_confirmed(body).await;
         }
         match outcome {
@@ -398,8 +460,10 @@ impl Publisher {
         outcome
     }
 
+    /// One attempt. An unknown outcome drops the link it used (a link that lost a confirm is not
+    /// trusted again), so the next attempt opens a fresh one.
     async fn publish_confirmed(&self, body: &[u8]) -> Result<(), PeopleError> {
-        let channel = self.channel().await?;
+        let (channel, generation) = self.channel().await?;
         let publish = async {
             let confirm = channel
                 .basic_publish(
@@ -422,11 +486,11 @@ impl Publisher {
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
             Ok(Ok(_)) => Err(PeopleError::Refused),
             Ok(Err(e)) => {
-                self.forget_broken().await;
+                self.forget(generation).await;
                 Err(e.into())
             }
             Err(_) => {
-                self.forget_broken().await;
+                self.forget(generation).await;
                 Err(PeopleError::NotConfirmed(
                     "RabbitMQ did not confirm in time",
                 ))
@@ -434,17 +498,10 @@ impl Publisher {
         }
     }
 
-    /// Drops the link whatever its state, so the next publish opens a fresh one.
-    async fn forget(&self) {
-        if let Some(old) = self.link.lock().await.take() {
-            close_quietly(old);
-        }
-    }
-
-    /// Drops the link if it is no longer usable, so the next publish reconnects.
-    async fn forget_broken(&self) {
+    /// Drops link `generation` if it is still the current one; a newer link stays.
+    async fn forget(&self, generation: u64) {
         let mut link = self.link.lock().await;
-        if link.as_ref().is_some_and(|l| !l.usable()) {
+        if link.as_ref().is_some_and(|l| l.generation == generation) {
             if let Some(old) = link.take() {
                 close_quietly(old);
             }
