@@ -1,7 +1,9 @@
 //! The process-wide stop signal (mini-redis's shutdown broadcast plus completion count).
 //! `serve` signals it on SIGTERM; every long-running task of ours (clock, consumers, sockets)
 //! watches [`Shutdown::stopped`], finishes its work, and drops its [`TaskGuard`]; `serve` then
-//! waits, bounded, for [`Shutdown::tasks_done`] before the process exits.
+//! waits, bounded, for [`Shutdown::tasks_done`] before the process exits. Requests are counted
+//! the same way ([`Shutdown::request`]), so `serve` can let those already inside finish before
+//! it lets ntex close the connections.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +16,43 @@ pub struct Shutdown(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     stopping: watch::Sender<bool>,
-    tasks: AtomicUsize,
+    tasks: Arc<Count>,
+    requests: Arc<Count>,
+}
+
+/// How many of something are running, and a wake-up for whoever waits for none.
+#[derive(Debug, Default)]
+struct Count {
+    running: AtomicUsize,
     idle: Notify,
+}
+
+impl Count {
+    fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(self.clone())
+    }
+
+    async fn none_within(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.running.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
         Self(Arc::new(Inner {
             stopping: watch::Sender::new(false),
-            tasks: AtomicUsize::new(0),
-            idle: Notify::new(),
+            tasks: Arc::default(),
+            requests: Arc::default(),
         }))
     }
 }
@@ -48,32 +77,32 @@ impl Shutdown {
     /// Registers a task that must finish before the process exits; dropping the guard reports
     /// it finished.
     pub fn guard(&self) -> TaskGuard {
-        self.0.tasks.fetch_add(1, Ordering::SeqCst);
-        TaskGuard(self.0.clone())
+        self.0.tasks.enter()
     }
 
     /// Waits until every guarded task has finished, or `limit` has passed; true if all did.
     pub async fn tasks_done(&self, limit: Duration) -> bool {
-        let wait = async {
-            loop {
-                let notified = self.0.idle.notified();
-                if self.0.tasks.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        self.0.tasks.none_within(limit).await
+    }
+
+    /// Registers an HTTP request being handled (the route middleware holds one per request).
+    pub fn request(&self) -> TaskGuard {
+        self.0.requests.enter()
+    }
+
+    /// Waits until no request is being handled, or `limit` has passed; true if none is.
+    pub async fn requests_done(&self, limit: Duration) -> bool {
+        self.0.requests.none_within(limit).await
     }
 }
 
-/// Held by a running task; see [`Shutdown::guard`].
+/// Held by a running task or request; see [`Shutdown::guard`] and [`Shutdown::request`].
 #[derive(Debug)]
-pub struct TaskGuard(Arc<Inner>);
+pub struct TaskGuard(Arc<Count>);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        if self.0.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
     }

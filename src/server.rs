@@ -217,11 +217,11 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         }
         tracing::info!(instance = %shared.config.instance_name, port = shared.config.port, "serving");
         let server = build(shared.clone(), None)?;
-        ntex::rt::spawn(stop_on_signal(server.clone(), shared.shutdown.clone()));
+        let limit = Duration::from_secs(shared.config.shutdown_timeout_secs.into());
+        ntex::rt::spawn(stop_on_signal(server.clone(), shared.shutdown.clone(), limit));
         server.await?;
         // The listeners are closed and in-flight requests done; our own tasks (sockets,
         // consumers, the clock) got the signal first and now report back, bounded.
-        let limit = Duration::from_secs(shared.config.shutdown_timeout_secs.into());
         if !shared.shutdown.tasks_done(limit).await {
             tracing::warn!(?limit, "some tasks had not finished when the time ran out");
         }
@@ -230,15 +230,23 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
     })
 }
 
-/// On SIGTERM or SIGINT: signal [`Shutdown`] (tasks start closing WebSockets with 1001,
-/// flushing, deleting their rows), then stop the server gracefully — no new connections,
-/// in-flight requests finish within `SHUTDOWN_TIMEOUT_SECS`.
-async fn stop_on_signal(server: ntex::server::Server, shutdown: Shutdown) {
+/// On SIGTERM or SIGINT: signal [`Shutdown`] (gated routes answer 503, tasks start closing
+/// WebSockets with 1001 and deleting their rows), wait for the requests already inside, then
+/// stop the server gracefully — each wait bounded by `limit` (`SHUTDOWN_TIMEOUT_SECS`).
+async fn stop_on_signal(server: ntex::server::Server, shutdown: Shutdown, limit: Duration) {
     let Some(signal) = termination().await else {
         return;
     };
     tracing::info!(signal, "stopping: draining in-flight requests");
+    // From here every gated route answers 503 at once (nginx retries it elsewhere), and our
+    // tasks start closing. The requests already inside finish before ntex is told to stop: its
+    // stop closed keep-alive connections with a request still being handled (seen as nginx's
+    // "upstream prematurely closed connection"), and nginx replays a POST whose answer never
+    // came — a person created twice over, a credit applied twice.
     shutdown.signal();
+    if !shutdown.requests_done(limit).await {
+        tracing::warn!(?limit, "requests still running when the time ran out");
+    }
     server.stop(true).await;
 }
 

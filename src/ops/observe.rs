@@ -3,9 +3,10 @@
 //! under the raw path, with no per-request lookup. ntex 3 discards the matched resource after
 //! routing (no `match_pattern`), which is why the template travels with the resource instead.
 //!
-//! It is also the fallen-replica gate: while this replica is down (`/fall`), a gated resource
-//! answers 503 with a static body *before* its handler runs — nothing is read, written or
-//! published — which is what makes nginx's retry of a POST safe.
+//! It is also the fallen-replica gate: while this replica is down (`/fall`) or stopping
+//! (SIGTERM), a gated resource answers 503 with a static body *before* its handler runs —
+//! nothing is read, written or published — which is what makes nginx's retry of a POST safe.
+//! And it counts the requests being handled, which `serve` waits for on SIGTERM.
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -24,7 +25,14 @@ pub const FALLEN: ApiError = ApiError::from_static(
     r#"{"error":"system not available - not alive"}"#,
 );
 
-/// Whether a resource still answers while the replica is fallen.
+/// What a gated route answers once SIGTERM arrived: nginx retries it on another replica while
+/// this one lets the requests already inside finish.
+pub const STOPPING: ApiError = ApiError::from_static(
+    StatusCode::SERVICE_UNAVAILABLE,
+    r#"{"error":"system not available - shutting down"}"#,
+);
+
+/// Whether a resource still answers while the replica is fallen (or stopping).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gate {
     /// Answers 503 while fallen (every domain route, unknown paths).
@@ -83,14 +91,24 @@ where
     ) -> Result<Self::Response, Self::Error> {
         let start = Instant::now();
         let method = req.method().clone();
-        let fallen = self.route.gate == Gate::WhenFallen
-            && req
-                .app_state::<AppState>()
-                .is_some_and(|state| !state.liveness.is_alive());
-        let result = if fallen {
-            Ok(WebResponse::new(FALLEN.into_response(), req.into_parts().0))
-        } else {
-            ctx.call(&self.service, req).await
+        let (_in_flight, refusal) = match req.app_state::<AppState>() {
+            Some(state) => {
+                let refusal = match self.route.gate {
+                    Gate::Never => None,
+                    Gate::WhenFallen if !state.liveness.is_alive() => Some(FALLEN),
+                    Gate::WhenFallen if state.shutdown.is_stopping() => Some(STOPPING),
+                    Gate::WhenFallen => None,
+                };
+                (Some(state.shutdown.request()), refusal)
+            }
+            None => (None, None),
+        };
+        let result = match refusal {
+            Some(refusal) => Ok(WebResponse::new(
+                refusal.into_response(),
+                req.into_parts().0,
+            )),
+            None => ctx.call(&self.service, req).await,
         };
         let elapsed = start.elapsed();
         // An Err here is rendered into a response by ntex after us; handlers convert their own
