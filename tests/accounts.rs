@@ -284,6 +284,22 @@ fn transactions_pages_follow_the_cursor_newest_first_to_the_end() {
     );
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), first);
+    // Query values are percent-decoded: every digit of the id escaped is the same account.
+    let escaped: String = id
+        .to_string()
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let (status, body) = call(
+        "GET",
+        &app.url(&format!("/transactions?cliente_id={escaped}&limit=%31")),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["transactions"][0],
+        first
+    );
     let (status, body) = call("GET", &app.url("/transactions"), None);
     assert_eq!(status, 200);
     let all = serde_json::from_str::<Value>(&body).unwrap();

@@ -525,12 +525,19 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
     // The publish reached the queue but its confirm was lost twice: the replica answered 503 and
     // released the reservation, yet the message is there and the inserter writes it.
     infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &ghost).await.unwrap());
-        store::release(&redis, &config.people_queue, &ghost).await.unwrap();
+        assert!(store::reserve(&redis, &config.people_queue, &ghost)
+            .await
+            .unwrap());
+        store::release(&redis, &config.people_queue, &ghost)
+            .await
+            .unwrap();
     });
     publish_raw(&config, &[&ghost.json]);
     let inserter = Inserter::start(&config);
-    assert!(wait_until(Duration::from_secs(10), || in_postgres(&config, &[ghost.id]) == 1));
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[ghost.id]
+    ) == 1));
     drop(inserter);
 
     // A later person, answered 201 while no inserter runs, must hold a wait back.
@@ -541,7 +548,11 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
     let _inserter = Inserter::start(&config);
     let r = send("GET", &app.url("/contagem-pessoas?wait=10"), None);
     assert_eq!(r.status, 200);
-    assert_eq!(in_postgres(&config, &[id]), 1, "the count waited for the flush");
+    assert_eq!(
+        in_postgres(&config, &[id]),
+        1,
+        "the count waited for the flush"
+    );
     delete_queues(&config);
 }
 

@@ -72,7 +72,10 @@ fn nginx_conf_names_the_compose_replicas() {
     let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nginx/nginx.conf"))
         .unwrap();
     assert!(conf.contains("server api1:9999") && conf.contains("server api2:9999"));
-    assert!(conf.contains("server inserter:9100"), "the inserter's metrics upstream");
+    assert!(
+        conf.contains("server inserter:9100"),
+        "the inserter's metrics upstream"
+    );
     assert!(conf.contains("proxy_next_upstream"));
 }
 

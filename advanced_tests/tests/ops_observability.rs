@@ -49,7 +49,11 @@ fn the_inserters_own_metrics_are_served_through_nginx() {
     let batches = "arena_inserter_batch_rows_count";
     let before = get(&s.at("/metrics/inserter"));
     assert_eq!(before.status, 200, "{before:?}");
-    assert!(before.body.contains("arena_inserter_flush_seconds"), "{}", before.body);
+    assert!(
+        before.body.contains("arena_inserter_flush_seconds"),
+        "{}",
+        before.body
+    );
     let apelido = unique();
     let created = post(
         &s.at("/pessoas"),

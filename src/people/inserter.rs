@@ -54,8 +54,15 @@ pub fn run(config: Config) -> Result<(), BoxError> {
 /// consumer's runtime. It dies with the process: there is nothing of its own to flush.
 fn serve_metrics(config: &Config) -> Result<(), BoxError> {
     use ntex::web::{self, App, HttpResponse, HttpServer};
-    let listener = std::net::TcpListener::bind((config.host.as_str(), config.inserter_metrics_port))
-        .map_err(|e| format!("INSERTER_METRICS_PORT {}: {e}", config.inserter_metrics_port))?;
+    let listener =
+        std::net::TcpListener::bind((config.host.as_str(), config.inserter_metrics_port)).map_err(
+            |e| {
+                format!(
+                    "INSERTER_METRICS_PORT {}: {e}",
+                    config.inserter_metrics_port
+                )
+            },
+        )?;
     tracing::info!(addr = %listener.local_addr()?, "inserter metrics at /metrics");
     std::thread::Builder::new()
         .name("metrics".into())
