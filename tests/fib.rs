@@ -13,7 +13,17 @@ use tungstenite::{Message, WebSocket};
 
 type Socket = WebSocket<TcpStream>;
 
+/// Applies the migrations once per test binary (the tests may run on a fresh database).
+fn migrated() {
+    static MIGRATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    MIGRATED.get_or_init(|| {
+        let url = Config::from_env().database_url;
+        arena::infra::block_on(arena::infra::postgres::migrate(&url)).expect("migrate")
+    });
+}
+
 fn app_with(config: impl FnOnce(&mut Config)) -> (TestServer, String) {
+    migrated();
     let mut c = Config::from_env();
     c.instance_name = format!("fibtest-{}", uuid::Uuid::new_v4().simple());
     config(&mut c);
@@ -87,6 +97,24 @@ fn connected_users(app: &TestServer, instance: &str) -> Vec<Value> {
         .into_iter()
         .filter(|u| u["instance"] == instance)
         .collect()
+}
+
+/// Runs `statement` with `$1` = `instance` on a connection of its own; the rows it touched.
+fn sql(statement: &'static str, instance: &str) -> u64 {
+    let url = Config::from_env().database_url;
+    let instance = instance.to_owned();
+    arena::infra::block_on(async move {
+        let pg = arena::infra::postgres::connect(&url).await.unwrap();
+        pg.execute(statement, &[&instance]).await.unwrap()
+    })
+}
+
+/// Rows of `instance` in `connected_users`, fresh or not.
+fn rows_of(instance: &str) -> u64 {
+    sql(
+        "SELECT 1 FROM connected_users WHERE instance = $1",
+        instance,
+    )
 }
 
 /// Polls `check` until it holds or `limit` passes.
@@ -235,41 +263,49 @@ fn an_open_socket_is_a_connected_user_until_it_closes() {
 #[test]
 fn rows_left_by_an_earlier_run_of_the_same_replica_are_deleted_at_start() {
     let instance = format!("fibtest-{}", uuid::Uuid::new_v4().simple());
-    let url = Config::from_env().database_url;
-    let count = |instance: &str| -> i64 {
-        let instance = instance.to_owned();
-        let url = url.clone();
-        arena::infra::block_on(async move {
-            let pg = arena::infra::postgres::connect(&url).await.unwrap();
-            pg.query_one(
-                "SELECT count(*) FROM connected_users WHERE instance = $1",
-                &[&instance],
-            )
-            .await
-            .unwrap()
-            .get(0)
-        })
-    };
-    {
-        let instance = instance.clone();
-        let url = url.clone();
-        arena::infra::block_on(async move {
-            let pg = arena::infra::postgres::connect(&url).await.unwrap();
-            pg.execute(
-                "INSERT INTO connected_users (id, username, instance) VALUES ($1, 'ghost', $2)",
-                &[&uuid::Uuid::new_v4(), &instance],
-            )
-            .await
-            .unwrap();
-        });
-    }
-    assert_eq!(count(&instance), 1);
+    migrated();
+    sql(
+        "INSERT INTO connected_users (id, username, instance) \
+         VALUES (gen_random_uuid(), 'ghost', $1)",
+        &instance,
+    );
+    assert_eq!(rows_of(&instance), 1);
     let mut config = Config::from_env();
     config.instance_name = instance.clone();
     let _app = TestServer::start(config);
     assert!(
-        eventually(Duration::from_secs(5), || count(&instance) == 0),
+        eventually(Duration::from_secs(5), || rows_of(&instance) == 0),
         "the ghost row of a previous run is gone"
+    );
+}
+
+#[test]
+fn the_refresh_writes_back_the_row_of_a_live_socket_that_vanished() {
+    let (app, instance) = app();
+    let mut socket = connect(&app, "phoenix");
+    let before = connected_users(&app, &instance);
+    assert_eq!(before.len(), 1);
+    // What a PostgreSQL crash does to the UNLOGGED table, or another process's start-up
+    // cleanup under the same instance name.
+    assert_eq!(
+        sql("DELETE FROM connected_users WHERE instance = $1", &instance),
+        1
+    );
+    assert!(connected_users(&app, &instance).is_empty());
+    // The refresh runs every REFRESH_EVERY (10) ticks; 25 s leaves room for slow ticks on a
+    // busy machine. Reading the ticks keeps the socket's buffers drained meanwhile.
+    let back = eventually(Duration::from_secs(25), || {
+        next_of(&mut socket, "time");
+        !connected_users(&app, &instance).is_empty()
+    });
+    assert!(
+        back,
+        "the live socket's row was written back by the refresh"
+    );
+    assert_eq!(
+        connected_users(&app, &instance),
+        before,
+        "the same row: username, instance and connected_at"
     );
 }
 

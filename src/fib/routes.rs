@@ -4,11 +4,10 @@
 //! `#[utoipa::path]`, gathered into [`Api`].
 use ntex::service::fn_factory_with_config;
 use ntex::web::{self, ws, HttpRequest, HttpResponse};
-use uuid::Uuid;
 
 use super::model::{ConnectedUser, ConnectedUsers, FibError, Username};
 use super::session::Session;
-use super::store;
+use super::store::{self, Row};
 use crate::error::{ApiError, ErrorChain, ErrorResponse, JSON};
 use crate::server::{resource, AppState};
 
@@ -37,22 +36,18 @@ async fn open(
         return Err(FibError::ShuttingDown.into());
     }
     ntex::ws::verify_handshake(req.head()).map_err(|_| FibError::Handshake)?;
-    let row = Uuid::new_v4();
+    let row = Row::new(username);
+    let id = row.id;
     let fib = state.fib.clone();
-    store::insert(
-        fib.sockets.pg(),
-        row,
-        &username,
-        &state.config.instance_name,
-    )
-    .await
-    .map_err(FibError::from)?;
+    store::insert(fib.sockets.pg(), &row, fib.sockets.instance())
+        .await
+        .map_err(FibError::from)?;
     let max_n = state.config.fib_max_n;
     let started: Result<HttpResponse, FibError> = ws::start(
         req,
         None::<&str>,
         fn_factory_with_config(async move |sink: ws::WsSink| {
-            let membership = fib.sockets.join(sink.clone(), row);
+            let membership = fib.sockets.join(sink.clone(), row.clone());
             Ok::<_, FibError>(Session::new(
                 sink,
                 fib.sockets.clone(),
@@ -68,7 +63,7 @@ async fn open(
         Err(e) => {
             // No session was made, so nothing else will delete the row.
             tracing::warn!(error = %ErrorChain(&e), "WebSocket upgrade failed");
-            if let Err(e) = store::delete(state.fib.sockets.pg(), row).await {
+            if let Err(e) = store::delete(state.fib.sockets.pg(), id).await {
                 tracing::warn!(error = %ErrorChain(&e), "could not delete a failed socket's row");
             }
             Err(e.into())

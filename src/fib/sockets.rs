@@ -17,7 +17,8 @@ use ntex::util::ByteString;
 use ntex::web::ws::{CloseCode, CloseReason, Message, WsSink};
 use uuid::Uuid;
 
-use super::{clock, store};
+use super::clock;
+use super::store::{self, Row};
 use crate::error::ErrorChain;
 use crate::lifecycle::Shutdown;
 
@@ -67,7 +68,15 @@ pub fn close(sink: &WsSink, code: CloseCode, reason: &str) {
 
 struct Open {
     sink: WsSink,
-    row: Uuid,
+    // Kept whole, not just its id: the refresh writes the row back if it has gone.
+    row: Row,
+}
+
+/// The rows of the sockets open at one moment, for a refresh; `keys[i]` is the registry key of
+/// `rows[i]`, so the refresh can tell which of them closed while it ran.
+pub struct Snapshot {
+    keys: Vec<u64>,
+    pub rows: Vec<Row>,
 }
 
 struct Inner {
@@ -125,7 +134,7 @@ impl Sockets {
 
     /// Adds a socket whose `connected_users` row is `row`; dropping the returned
     /// [`Membership`] removes it and deletes the row. Starts this worker's clock if needed.
-    pub fn join(&self, sink: WsSink, row: Uuid) -> Membership {
+    pub fn join(&self, sink: WsSink, row: Row) -> Membership {
         let key = self.0.next_key.get();
         self.0.next_key.set(key + 1);
         self.0.open.borrow_mut().insert(key, Open { sink, row });
@@ -159,9 +168,33 @@ impl Sockets {
             .collect()
     }
 
-    /// The `connected_users` ids of every open socket, for the refresh.
-    pub fn rows(&self) -> Vec<Uuid> {
-        self.0.open.borrow().values().map(|o| o.row).collect()
+    /// The `connected_users` rows of every open socket, for the refresh.
+    pub fn snapshot(&self) -> Snapshot {
+        let open = self.0.open.borrow();
+        let mut snapshot = Snapshot {
+            keys: Vec::with_capacity(open.len()),
+            rows: Vec::with_capacity(open.len()),
+        };
+        for (&key, o) in open.iter() {
+            snapshot.keys.push(key);
+            snapshot.rows.push(o.row.clone());
+        }
+        snapshot
+    }
+
+    /// The rows of `snapshot` whose socket has left since (or all of them once the replica is
+    /// stopping, when the clock deletes this replica's rows): a refresh that ran meanwhile may
+    /// have written them back after their delete, so they must be deleted again.
+    pub fn gone(&self, snapshot: &Snapshot) -> Vec<Uuid> {
+        let stopping = self.0.shutdown.is_stopping();
+        let open = self.0.open.borrow();
+        snapshot
+            .keys
+            .iter()
+            .zip(&snapshot.rows)
+            .filter(|(key, _)| stopping || !open.contains_key(key))
+            .map(|(_, row)| row.id)
+            .collect()
     }
 
     /// Closes every socket with `code` and `reason`.
@@ -189,7 +222,7 @@ impl Drop for Membership {
         }
         let pg = self.sockets.0.pg.clone();
         ntex::rt::spawn(async move {
-            if let Err(e) = store::delete(&pg, open.row).await {
+            if let Err(e) = store::delete(&pg, open.row.id).await {
                 // The row stops being refreshed, so readers hide it within 30 s anyway.
                 tracing::warn!(error = %ErrorChain(&e), "could not delete a closed socket's row");
             }
