@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use arena::config::Config;
 use arena::server::TestServer;
 use serde_json::Value;
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message, WebSocket};
 
 type Socket = WebSocket<TcpStream>;
@@ -204,6 +205,69 @@ fn bad_frames_get_an_error_and_the_socket_stays_open() {
         "binary frames are not understood; send text"
     );
     assert_eq!(ask(&mut socket, "12")["value"], "144");
+}
+
+/// Sends one raw data frame: `opcode` Text or Binary opens a message, Continue carries on.
+fn send_fragment(socket: &mut Socket, data: &str, opcode: Data, fin: bool) {
+    socket
+        .send(Message::Frame(Frame::message(
+            data.as_bytes().to_vec(),
+            OpCode::Data(opcode),
+            fin,
+        )))
+        .unwrap();
+}
+
+#[test]
+fn a_text_message_sent_in_fragments_is_answered_whole() {
+    let (app, _) = app();
+    let mut socket = connect(&app, "fragments");
+    send_fragment(&mut socket, "1", Data::Text, false);
+    send_fragment(&mut socket, "0", Data::Continue, true);
+    assert_eq!(
+        next_of(&mut socket, "fib"),
+        serde_json::json!({"type": "fib", "n": 10, "value": "55"})
+    );
+    // Three fragments, with a ping between them (control frames may interleave).
+    send_fragment(&mut socket, r#"{"n""#, Data::Text, false);
+    socket.send(Message::Ping(vec![7u8].into())).unwrap();
+    send_fragment(&mut socket, ":1", Data::Continue, false);
+    send_fragment(&mut socket, "2}", Data::Continue, true);
+    assert_eq!(next_of(&mut socket, "fib")["value"], "144");
+    // A fragmented binary message is one error, like an unfragmented one.
+    send_fragment(&mut socket, "12", Data::Binary, false);
+    send_fragment(&mut socket, "34", Data::Continue, true);
+    assert_eq!(
+        next_of(&mut socket, "error")["error"],
+        "binary frames are not understood; send text"
+    );
+    assert_eq!(ask(&mut socket, "11")["value"], "89");
+}
+
+#[test]
+fn a_fragmented_message_over_64_kib_is_an_error_and_the_socket_stays_open() {
+    let (app, _) = app();
+    let mut socket = connect(&app, "chatterbox");
+    // Whitespace around a number is valid JSON: only the size makes this one wrong.
+    let padding = " ".repeat(40 * 1024);
+    send_fragment(&mut socket, &padding, Data::Text, false);
+    send_fragment(&mut socket, &padding, Data::Continue, false);
+    send_fragment(&mut socket, "10", Data::Continue, true);
+    assert_eq!(
+        next_of(&mut socket, "error")["error"],
+        "message longer than 65536 bytes"
+    );
+    assert_eq!(ask(&mut socket, "12")["value"], "144");
+    // Just under the cap is answered.
+    send_fragment(&mut socket, &padding, Data::Text, false);
+    send_fragment(
+        &mut socket,
+        &" ".repeat(24 * 1024 - 2),
+        Data::Continue,
+        false,
+    );
+    send_fragment(&mut socket, "10", Data::Continue, true);
+    assert_eq!(next_of(&mut socket, "fib")["value"], "55");
 }
 
 #[test]
