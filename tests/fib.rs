@@ -2,6 +2,7 @@
 //! (tungstenite) against the real PostgreSQL: ticks, replies, errors that keep the socket,
 //! connected-users rows on open and close, the slow-client close and the shutdown close.
 //! Each test uses its own instance name, so its rows are its own.
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,19 @@ fn app() -> (TestServer, String) {
 }
 
 fn try_connect(app: &TestServer, username: &str) -> Result<Socket, tungstenite::Error> {
-    let stream = TcpStream::connect(app.addr).expect("the test server listens");
+    try_connect_to(app.addr, username)
+}
+
+/// Like [`try_connect`], by address, for a thread of its own.
+fn try_connect_to(
+    addr: std::net::SocketAddr,
+    username: &str,
+) -> Result<Socket, tungstenite::Error> {
+    let stream = TcpStream::connect(addr).expect("the test server listens");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let url = format!("ws://{}/ws/fibonacci/{username}", app.addr);
+    let url = format!("ws://{addr}/ws/fibonacci/{username}");
     match tungstenite::client(url, stream) {
         Ok((socket, _)) => Ok(socket),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
@@ -408,14 +417,7 @@ fn shutdown_closes_every_socket_with_1001_and_forgets_its_rows() {
     // The clock has started (it does on the first socket); wait for one tick to be sure.
     next_of(&mut socket, "time");
     app.shared.shutdown.signal();
-    let close = loop {
-        match socket.read() {
-            Ok(Message::Close(frame)) => break frame,
-            Ok(_) => {}
-            Err(e) => panic!("connection ended without a close frame: {e}"),
-        }
-    };
-    let frame = close.expect("a close frame with a code");
+    let frame = close_frame(&mut socket);
     assert_eq!(frame.code, CloseCode::Away);
     assert_eq!(frame.reason.as_str(), arena::fib::GOING_AWAY);
     assert!(
@@ -426,6 +428,150 @@ fn shutdown_closes_every_socket_with_1001_and_forgets_its_rows() {
     assert!(
         arena::infra::block_on(app.shared.shutdown.tasks_done(Duration::from_secs(5))),
         "the clock released its shutdown guard"
+    );
+}
+
+/// Reads until the server's close frame; panics if the connection ends without one.
+fn close_frame(socket: &mut Socket) -> tungstenite::protocol::CloseFrame {
+    loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => return frame.expect("a close frame with a code"),
+            Ok(_) => {}
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_socket_whose_open_is_overtaken_by_shutdown_is_closed_with_1001_and_forgotten() {
+    // One pooled connection, so the test can hold a socket's insert back: a transaction
+    // request blocked on an account row lock the test holds keeps that connection busy.
+    let (app, instance) = app_with(|c| c.pg_pool_size = 1);
+    let mut early = connect(&app, "early");
+    next_of(&mut early, "time"); // the worker's clock runs
+    let (base, addr) = (app.url(""), app.addr);
+    let url = Config::from_env().database_url;
+    arena::infra::block_on(async {
+        let pool = arena::infra::postgres::pool(&url, 1).unwrap();
+        let account = arena::accounts::store::open_account(&pool, 0)
+            .await
+            .unwrap()
+            .get();
+        let mut pg = arena::infra::postgres::connect(&url).await.unwrap();
+        let lock = pg.transaction().await.unwrap();
+        lock.execute(
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await
+        .unwrap();
+        let me: i32 = lock
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let post = std::thread::spawn(move || {
+            ureq::post(&format!("{base}/clientes/{account}/transacoes"))
+                .send_json(serde_json::json!({"valor": 1, "tipo": "c", "descricao": "espera"}))
+                .map_or_else(|e| format!("{e}"), |r| r.status().to_string())
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = lock
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
+                     AND $1 = ANY(pg_blocking_pids(pid))",
+                    &[&me],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the transaction never queued");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // This socket's open now waits for the pool (2 s at most). Nothing outside shows that
+        // it has got there, hence a short pause rather than a readiness check.
+        let late = std::thread::spawn(move || try_connect_to(addr, "late"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.shared.shutdown.signal();
+        // The clock has closed every socket it knew of, before the late one's insert ran.
+        assert_eq!(close_frame(&mut early).code, CloseCode::Away);
+        lock.commit().await.unwrap();
+        assert_eq!(post.join().unwrap(), "200");
+        let mut late = late.join().unwrap().expect("the upgrade went through");
+        let frame = close_frame(&mut late);
+        assert_eq!(frame.code, CloseCode::Away);
+        assert_eq!(frame.reason.as_str(), arena::fib::GOING_AWAY);
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || rows_of(&instance) == 0),
+        "no row outlives the shutdown"
+    );
+}
+
+#[test]
+fn a_client_that_hangs_up_while_its_row_is_being_written_leaves_no_row() {
+    // One pooled connection, and a first socket, so the insert statement is already prepared
+    // there: the insert below is then blocked in its execution, as it would be in a busy
+    // replica, not in its preparation.
+    let (app, instance) = app_with(|c| c.pg_pool_size = 1);
+    let mut first = connect(&app, "first");
+    first.close(None).unwrap();
+    while first.read().is_ok() {}
+    assert!(eventually(Duration::from_secs(5), || rows_of(&instance) == 0));
+    let url = Config::from_env().database_url;
+    arena::infra::block_on(async {
+        let mut pg = arena::infra::postgres::connect(&url).await.unwrap();
+        // Holds back every insert into the table (other tests' too, for a moment) while
+        // letting reads through.
+        let lock = pg.transaction().await.unwrap();
+        lock.batch_execute("LOCK TABLE connected_users IN SHARE MODE")
+            .await
+            .unwrap();
+        let me: i32 = lock
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let mut client = TcpStream::connect(app.addr).unwrap();
+        client
+            .write_all(
+                b"GET /ws/fibonacci/quitter HTTP/1.1\r\nHost: arena\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = lock
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
+                     AND $1 = ANY(pg_blocking_pids(pid))",
+                    &[&me],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the insert never queued");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The client gives up mid-upgrade; give the server a moment to notice before the
+        // insert may go on. (ntex 3.12 lets this handler finish and drops the session it made;
+        // were the handler dropped instead, `Sockets::record`'s task deletes the row.)
+        client.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lock.commit().await.unwrap();
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || rows_of(&instance) == 0),
+        "the row of a socket that never opened was deleted"
     );
 }
 
