@@ -270,7 +270,8 @@ async fn termination() -> Option<&'static str> {
     }
 }
 
-/// A server started in its own thread on an ephemeral port, for integration tests.
+/// A server started in its own thread on an ephemeral port, for integration tests. Unless the
+/// test names its replica, it gets a name of its own (`test-<uuid>`), see [`TestServer::start`].
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub shared: Shared,
@@ -278,7 +279,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(config: Config) -> Self {
+    pub fn start(mut config: Config) -> Self {
+        // A test that left the name as the environment gave it (by default `api1`) would run as
+        // that live replica: its start-up cleanup (`fib::forget_previous_run`) deletes every row
+        // of the name connected before it started, i.e. the live replica's users. A name the
+        // test set itself differs from the environment's and is kept.
+        if config.instance_name == Config::from_env().instance_name {
+            config.instance_name = format!("test-{}", uuid::Uuid::new_v4().simple());
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let addr = listener
             .local_addr()

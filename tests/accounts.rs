@@ -284,6 +284,22 @@ fn transactions_pages_follow_the_cursor_newest_first_to_the_end() {
     );
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), first);
+    // Query values are percent-decoded: every digit of the id escaped is the same account.
+    let escaped: String = id
+        .to_string()
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let (status, body) = call(
+        "GET",
+        &app.url(&format!("/transactions?cliente_id={escaped}&limit=%31")),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["transactions"][0],
+        first
+    );
     let (status, body) = call("GET", &app.url("/transactions"), None);
     assert_eq!(status, 200);
     let all = serde_json::from_str::<Value>(&body).unwrap();
@@ -312,4 +328,64 @@ fn bad_list_parameters_are_400_and_unknown_transactions_404() {
     ] {
         assert_eq!(call("GET", &app.url(path), None).0, 404, "{path}");
     }
+}
+
+#[test]
+fn realizada_em_is_read_after_the_wait_for_the_account_lock() {
+    let app = app();
+    let base = app.url("");
+    let id = open_account(0);
+    let url = config().database_url;
+    // Hold the account's row lock, let a transaction queue behind it, then note PostgreSQL's
+    // clock just before releasing: the queued transaction's time must be after that, or ids
+    // (assigned under the lock) and times could disagree under contention.
+    let released_at: chrono::DateTime<chrono::Utc> = infra::block_on(async move {
+        let mut pg = infra::postgres::connect(&url).await.expect("connect");
+        let tx = pg.transaction().await.unwrap();
+        tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .unwrap();
+        let me: i32 = tx
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let post = std::thread::spawn(move || transacao(&base, id, 5, "c", "esperou"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = tx
+                .query_one(
+                    // pg_locks, not pg_stat_activity: the latter is a snapshot per transaction.
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
+                     AND $1 = ANY(pg_blocking_pids(pid))",
+                    &[&me],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the POST never queued"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let at = tx
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        tx.commit().await.unwrap();
+        assert_eq!(post.join().unwrap().0, 200);
+        at
+    });
+    let e = extrato(&app, id);
+    let realizada_em = e["ultimas_transacoes"][0]["realizada_em"].as_str().unwrap();
+    let realizada_em = chrono::DateTime::parse_from_rfc3339(realizada_em).unwrap();
+    assert!(
+        realizada_em > released_at,
+        "realizada_em {realizada_em} is before the lock was released at {released_at}"
+    );
 }

@@ -54,3 +54,24 @@ fn unknown_routes_and_methods_get_json_errors() {
         other => panic!("expected 405, got {other:?}"),
     }
 }
+
+#[test]
+fn a_test_server_left_with_the_environments_name_runs_under_a_name_of_its_own() {
+    // Running as the environment's replica (api1 by default) would make the test server's
+    // start-up cleanup delete that live replica's connected users.
+    let live = Config::from_env().instance_name;
+    let instance = |app: &TestServer| {
+        let (status, body) = get(&app.url("/ping"));
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["instance"].as_str().unwrap().to_owned()
+    };
+    let (a, b) = (
+        TestServer::start(Config::from_env()),
+        TestServer::start(Config::from_env()),
+    );
+    let (a, b) = (instance(&a), instance(&b));
+    assert_ne!(a, live);
+    assert_ne!(a, b, "each test server has its own name");
+    assert!(a.starts_with("test-"), "{a}");
+}

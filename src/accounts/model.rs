@@ -306,7 +306,9 @@ pub const MAX_PAGE: u16 = 100;
 
 /// `GET /transactions?cliente_id=&limit=&before=`, parsed. The cursor `before` is the id of the
 /// last transaction of the previous page (the page's `next`): pages hold ids strictly below it.
-/// Every malformed parameter is a 400 naming it; unknown parameters are ignored.
+/// Values are percent-decoded (`cliente_id=%31` is account 1, `+` is a space) by the same serde
+/// form decoder as the people routes' queries. Every malformed parameter is a 400 naming it; a
+/// repeated one counts by its last value; unknown parameters are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListQuery {
     pub cliente_id: Option<ClienteId>,
@@ -321,9 +323,14 @@ impl ListQuery {
             limit: DEFAULT_PAGE,
             before: None,
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
+        // Pairs rather than a struct of fields: a bad value is named by its key, and a repeated
+        // key is not a decoding error with no field to name.
+        let pairs = ntex::web::types::Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|_| invalid("query", "must be a URL-encoded query string"))?
+            .into_inner();
+        for (key, value) in &pairs {
+            let value = value.as_str();
+            match key.as_str() {
                 "cliente_id" => {
                     q.cliente_id = Some(
                         ClienteId::parse(value)
@@ -735,6 +742,20 @@ mod tests {
     }
 
     #[test]
+    fn list_query_values_are_percent_decoded() {
+        let q = ListQuery::parse("cliente_id=%31&limit=%31%30&before=%34%32").unwrap();
+        assert_eq!(q.cliente_id, Some(ClienteId(1)));
+        assert_eq!(q.limit, 10);
+        assert_eq!(q.before, Some(TransactionId(42)));
+        assert_eq!(
+            ListQuery::parse("%63liente_id=7").unwrap().cliente_id,
+            Some(ClienteId(7)),
+            "keys are decoded too"
+        );
+        assert_eq!(ListQuery::parse("limit=5&limit=6").unwrap().limit, 6);
+    }
+
+    #[test]
     fn every_bad_list_parameter_is_named() {
         for (query, field) in [
             ("limit=0", "limit"),
@@ -747,6 +768,10 @@ mod tests {
             ("before=", "before"),
             ("cliente_id=x", "cliente_id"),
             ("cliente_id=0", "cliente_id"),
+            // Decoded, then still not a number: "1 ", "-1", "1&x".
+            ("cliente_id=1+", "cliente_id"),
+            ("cliente_id=%2D1", "cliente_id"),
+            ("limit=1%26x", "limit"),
         ] {
             assert_eq!(ListQuery::parse(query).unwrap_err().field, field, "{query}");
         }

@@ -19,14 +19,19 @@ use super::model::{
 /// nothing was inserted either). No row means no such account. `accounts a` in the final SELECT
 /// reads the statement's snapshot, which is enough to tell "exists" since accounts are never
 /// deleted while serving.
+///
+/// `realizada_em` is `clock_timestamp()`, read when the insert runs — after the `UPDATE` got the
+/// row lock — not the column's default `now()`, which is the statement's start, before any wait
+/// for that lock: under contention a later id could then carry an earlier time, and the
+/// extrato's newest-first rows would go back in time.
 const TRANSACT: &str = "\
 WITH updated AS (
     UPDATE accounts SET saldo = saldo + $2
     WHERE id = $1 AND saldo + $2 >= -limite
     RETURNING saldo, limite
 ), recorded AS (
-    INSERT INTO transactions (cliente_id, valor, tipo, descricao)
-    SELECT $1, $3, $4, $5 FROM updated
+    INSERT INTO transactions (cliente_id, valor, tipo, descricao, realizada_em)
+    SELECT $1, $3, $4, $5, clock_timestamp() FROM updated
 )
 SELECT u.saldo, u.limite FROM accounts a LEFT JOIN updated u ON true WHERE a.id = $1";
 

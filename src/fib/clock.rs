@@ -1,7 +1,8 @@
 //! One clock per ntex worker, started by the worker's first socket: every second it renders
 //! `{"type":"time","now":…}` once and writes it to every open socket of the worker (one timer,
 //! not one task per socket); every [`REFRESH_EVERY`] ticks it refreshes `last_seen` of all the
-//! worker's rows in one UPDATE, and once a minute deletes rows dead for 10 minutes. When the
+//! worker's rows in one upsert (writing back any that vanished), and once a minute deletes rows
+//! dead for 10 minutes. When the
 //! replica stops it closes every socket with 1001 and deletes the replica's rows, holding a
 //! shutdown guard until that is done.
 use std::cell::Cell;
@@ -21,7 +22,7 @@ use crate::error::ErrorChain;
 const TICK: Duration = Duration::from_secs(1);
 
 /// Ticks between two `last_seen` refreshes: 10 s, so a row survives two failed refreshes
-/// before readers hide it at 30 s, and a 10k-socket replica costs one UPDATE every 10 s.
+/// before readers hide it at 30 s, and a 10k-socket replica costs one upsert every 10 s.
 pub const REFRESH_EVERY: u32 = 10;
 
 /// Refreshes between two sweeps of long-dead rows (one a minute): any replica may sweep, the
@@ -78,10 +79,21 @@ pub async fn run(sockets: Sockets) {
 }
 
 async fn refresh(sockets: &Sockets, sweep: bool) {
-    let rows = sockets.rows();
-    if !rows.is_empty() {
-        if let Err(e) = store::refresh(sockets.pg(), &rows).await {
+    // The cleanup below must finish before the process exits.
+    let _guard = sockets.shutdown().guard();
+    let snapshot = sockets.snapshot();
+    if !snapshot.rows.is_empty() {
+        if let Err(e) = store::refresh(sockets.pg(), &snapshot.rows, sockets.instance()).await {
             tracing::warn!(error = %ErrorChain(&e), "could not refresh connected users");
+        }
+        // The upsert may have landed after the delete of a socket that closed meanwhile (or
+        // after the shutdown's delete of every row): delete those again, or they would linger
+        // as ghosts until they go stale.
+        let gone = sockets.gone(&snapshot);
+        if !gone.is_empty() {
+            if let Err(e) = store::delete_many(sockets.pg(), &gone).await {
+                tracing::warn!(error = %ErrorChain(&e), "could not delete closed sockets' rows");
+            }
         }
     }
     if sweep {

@@ -78,6 +78,8 @@ pub enum InvalidFrame {
     TooLarge { max_n: u64 },
     #[error("binary frames are not understood; send text")]
     Binary,
+    #[error("message longer than {max_bytes} bytes")]
+    TooLong { max_bytes: usize },
     #[error("too many large fib requests in flight on this socket; wait for a reply")]
     Busy,
 }

@@ -1,14 +1,15 @@
 //! `GET /ws/fibonacci/{username}` (the WebSocket) and `GET /connected-users`. The upgrade
-//! handler parses the username, records the connection, then hands the socket to a
-//! [`Session`]; nothing here computes or writes SQL. Each handler carries its
+//! handler parses the username, records the connection (`Sockets::record`), then hands the
+//! socket to a [`Session`]; nothing here computes or writes SQL. Each handler carries its
 //! `#[utoipa::path]`, gathered into [`Api`].
+use std::cell::Cell;
+
 use ntex::service::fn_factory_with_config;
 use ntex::web::{self, ws, HttpRequest, HttpResponse};
-use uuid::Uuid;
 
 use super::model::{ConnectedUser, ConnectedUsers, FibError, Username};
 use super::session::Session;
-use super::store;
+use super::store::{self, Row};
 use crate::error::{ApiError, ErrorChain, ErrorResponse, JSON};
 use crate::server::{resource, AppState};
 
@@ -37,22 +38,20 @@ async fn open(
         return Err(FibError::ShuttingDown.into());
     }
     ntex::ws::verify_handshake(req.head()).map_err(|_| FibError::Handshake)?;
-    let row = Uuid::new_v4();
     let fib = state.fib.clone();
-    store::insert(
-        fib.sockets.pg(),
-        row,
-        &username,
-        &state.config.instance_name,
-    )
-    .await
-    .map_err(FibError::from)?;
+    let recorded = fib.sockets.record(Row::new(username)).await?;
+    // ntex's factory is an `Fn` but makes one session per upgrade; if it never runs (the
+    // upgrade failed), the `Recorded` is dropped with it and deletes the row.
+    let recorded = Cell::new(Some(recorded));
     let max_n = state.config.fib_max_n;
-    let started: Result<HttpResponse, FibError> = ws::start(
+    ws::start(
         req,
         None::<&str>,
         fn_factory_with_config(async move |sink: ws::WsSink| {
-            let membership = fib.sockets.join(sink.clone(), row);
+            let recorded = recorded
+                .take()
+                .expect("BUG: ntex makes one session per upgrade");
+            let membership = fib.sockets.join(sink.clone(), recorded);
             Ok::<_, FibError>(Session::new(
                 sink,
                 fib.sockets.clone(),
@@ -62,18 +61,11 @@ async fn open(
             ))
         }),
     )
-    .await;
-    match started {
-        Ok(response) => Ok(response),
-        Err(e) => {
-            // No session was made, so nothing else will delete the row.
-            tracing::warn!(error = %ErrorChain(&e), "WebSocket upgrade failed");
-            if let Err(e) = store::delete(state.fib.sockets.pg(), row).await {
-                tracing::warn!(error = %ErrorChain(&e), "could not delete a failed socket's row");
-            }
-            Err(e.into())
-        }
-    }
+    .await
+    .map_err(|e: FibError| {
+        tracing::warn!(error = %ErrorChain(&e), "WebSocket upgrade failed");
+        e.into()
+    })
 }
 
 /// Lists the open Fibonacci WebSockets of every replica seen in the last 30 s.

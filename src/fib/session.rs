@@ -1,14 +1,16 @@
 //! One open socket: ntex hands every client frame to [`Session::call`]. A request for a small
 //! n is answered inline (microseconds); a larger one goes to the bounded [`ComputePool`] and is
 //! answered when ready, so the socket keeps reading and the worker keeps ticking meanwhile.
-//! Every answer goes through [`sockets::deliver`] and its send-buffer bound.
-use std::cell::Cell;
+//! Every answer goes through [`sockets::deliver`] and its send-buffer bound. A text message sent
+//! in fragments is joined (up to [`MAX_MESSAGE_BYTES`]) and answered as one.
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::rc::Rc;
 
 use ntex::service::{Service, ServiceCtx};
-use ntex::util::ByteString;
+use ntex::util::{ByteString, BytesMut};
 use ntex::web::ws::{Frame, Message, WsSink};
+use ntex::ws::Item;
 
 use super::compute;
 use super::model::{FibRequest, InvalidFrame};
@@ -25,12 +27,32 @@ pub const INLINE_MAX_N: u64 = 10_000;
 /// what one client can queue on the shared pool.
 const MAX_IN_FLIGHT_PER_SOCKET: usize = 4;
 
+/// The longest text message a client may send in fragments (ntex already caps one frame at
+/// 64 KiB). A request is a number of at most a few dozen bytes, so this is generous, and it
+/// bounds what a client can make the server hold for an unfinished message.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A message arriving in fragments (a first frame with FIN=0, then continuation frames).
+#[derive(Default)]
+enum Fragments {
+    /// No fragmented message in progress (the usual case: every message in one frame).
+    #[default]
+    None,
+    /// A text message, its fragments so far joined.
+    Text(BytesMut),
+    /// A text message that passed [`MAX_MESSAGE_BYTES`]; the rest is dropped unread.
+    TooLong,
+    /// A binary message; dropped, answered with an error when it ends.
+    Binary,
+}
+
 pub struct Session {
     sink: WsSink,
     sockets: Sockets,
     pool: ComputePool,
     max_n: u64,
     in_flight: Rc<Cell<usize>>,
+    fragments: RefCell<Fragments>,
     // Dropped with the session, however the connection ended: leaves the registry, deletes
     // the row.
     _membership: Membership,
@@ -52,6 +74,7 @@ impl Session {
             pool,
             max_n,
             in_flight: Rc::default(),
+            fragments: RefCell::default(),
             _membership: membership,
             _open: metrics::websocket_open("fibonacci"),
         }
@@ -63,6 +86,44 @@ impl Session {
             Message::Text(ByteString::from(text)),
             self.sockets.max_pending(),
         );
+    }
+
+    /// Takes one fragment of a message; once the last has come, answers the whole message like
+    /// an unfragmented one (SPEC §6 answers any text message, however the client framed it).
+    fn fragment(&self, item: Item) {
+        let mut fragments = self.fragments.borrow_mut();
+        let (data, last) = match item {
+            Item::FirstText(data) => {
+                *fragments = Fragments::Text(BytesMut::new());
+                (data, false)
+            }
+            Item::FirstBinary(_) => {
+                *fragments = Fragments::Binary;
+                return;
+            }
+            Item::Continue(data) => (data, false),
+            Item::Last(data) => (data, true),
+        };
+        if let Fragments::Text(buf) = &mut *fragments {
+            if buf.len() + data.len() > MAX_MESSAGE_BYTES {
+                *fragments = Fragments::TooLong;
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if !last {
+            return;
+        }
+        // ntex's codec lets no fragment come without a first one, so the state is always set.
+        let message = std::mem::take(&mut *fragments);
+        drop(fragments);
+        match message {
+            Fragments::Text(message) => self.answer(&message),
+            Fragments::TooLong => self.send(error_frame(&InvalidFrame::TooLong {
+                max_bytes: MAX_MESSAGE_BYTES,
+            })),
+            Fragments::Binary | Fragments::None => self.send(error_frame(&InvalidFrame::Binary)),
+        }
     }
 
     fn answer(&self, frame: &[u8]) {
@@ -114,7 +175,11 @@ impl Service<Frame> for Session {
                 self.answer(&text);
                 None
             }
-            Frame::Binary(_) | Frame::Continuation(_) => {
+            Frame::Continuation(item) => {
+                self.fragment(item);
+                None
+            }
+            Frame::Binary(_) => {
                 self.send(error_frame(&InvalidFrame::Binary));
                 None
             }

@@ -1,8 +1,9 @@
 //! The `connected_users` table (sql/V4): one row per open socket, written by the replica that
-//! holds the socket. Rows are inserted before the upgrade, deleted on close, refreshed in one
-//! statement per worker every [`super::clock::REFRESH_EVERY`] ticks, and read back only while
-//! fresh, so the rows of a replica that died without cleaning up fall out of
-//! `GET /connected-users` on their own. Statements are prepared once per pooled connection (`prepare_cached`).
+//! holds the socket. Rows are inserted before the upgrade, deleted on close, written again in
+//! one upsert per worker every [`super::clock::REFRESH_EVERY`] ticks (which also puts back a row
+//! that vanished while its socket stayed open), and read back only while fresh, so the rows of
+//! a replica that died without cleaning up fall out of `GET /connected-users` on their own.
+//! Statements are prepared once per pooled connection (`prepare_cached`).
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use uuid::Uuid;
@@ -22,11 +23,19 @@ pub const RESET: &str =
 const INSERT: &str = "INSERT INTO connected_users (id, username, instance, connected_at) \
      VALUES ($1, $2, $3, $4)";
 const DELETE: &str = "DELETE FROM connected_users WHERE id = $1";
+const DELETE_MANY: &str = "DELETE FROM connected_users WHERE id = ANY($1)";
 const DELETE_INSTANCE: &str = "DELETE FROM connected_users WHERE instance = $1";
 const DELETE_EARLIER_RUN: &str =
     "DELETE FROM connected_users WHERE instance = $1 AND connected_at < $2";
 const SWEEP: &str = "DELETE FROM connected_users WHERE last_seen < now() - interval '10 minutes'";
-const REFRESH: &str = "UPDATE connected_users SET last_seen = now() WHERE id = ANY($1)";
+// An upsert, not an UPDATE: the table is UNLOGGED (emptied by a PostgreSQL crash), and a row
+// can be deleted under a live socket (another process's start-up cleanup under the same
+// instance name); the live sockets are what rebuilds presence, so a missing row is written
+// again, with the connected_at it had.
+const REFRESH: &str = "INSERT INTO connected_users (id, username, instance, connected_at) \
+     SELECT id, username, $4, connected_at \
+     FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS s (id, username, connected_at) \
+     ON CONFLICT (id) DO UPDATE SET last_seen = now()";
 const LIST_FRESH: &str = "SELECT username, instance, connected_at FROM connected_users \
      WHERE last_seen > now() - make_interval(secs => $1) ORDER BY connected_at, id";
 
@@ -38,17 +47,40 @@ pub enum StoreError {
     Query(#[from] tokio_postgres::Error),
 }
 
+/// One socket's row as its worker keeps it: everything the refresh needs to write the row
+/// again if it has gone (the instance is the worker's).
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: Uuid,
+    pub username: Username,
+    pub connected_at: DateTime<Utc>,
+}
+
+impl Row {
+    /// A new connection of `username`, opening now.
+    pub fn new(username: Username) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            username,
+            connected_at: Utc::now(),
+        }
+    }
+}
+
 /// Records a socket about to open.
-pub async fn insert(
-    pg: &Pool,
-    id: Uuid,
-    username: &Username,
-    instance: &str,
-) -> Result<(), StoreError> {
+pub async fn insert(pg: &Pool, row: &Row, instance: &str) -> Result<(), StoreError> {
     let client = pg.get().await?;
     let stmt = client.prepare_cached(INSERT).await?;
     client
-        .execute(&stmt, &[&id, &username.as_str(), &instance, &Utc::now()])
+        .execute(
+            &stmt,
+            &[
+                &row.id,
+                &row.username.as_str(),
+                &instance,
+                &row.connected_at,
+            ],
+        )
         .await?;
     Ok(())
 }
@@ -61,11 +93,24 @@ pub async fn delete(pg: &Pool, id: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Marks every socket in `ids` as still open, in one statement.
-pub async fn refresh(pg: &Pool, ids: &[Uuid]) -> Result<u64, StoreError> {
+/// Forgets several closed sockets in one statement.
+pub async fn delete_many(pg: &Pool, ids: &[Uuid]) -> Result<u64, StoreError> {
+    let client = pg.get().await?;
+    let stmt = client.prepare_cached(DELETE_MANY).await?;
+    Ok(client.execute(&stmt, &[&ids]).await?)
+}
+
+/// Marks every socket in `rows` as still open, writing back any row that has gone, in one
+/// statement.
+pub async fn refresh(pg: &Pool, rows: &[Row], instance: &str) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let usernames: Vec<&str> = rows.iter().map(|r| r.username.as_str()).collect();
+    let connected_ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.connected_at).collect();
     let client = pg.get().await?;
     let stmt = client.prepare_cached(REFRESH).await?;
-    Ok(client.execute(&stmt, &[&ids]).await?)
+    Ok(client
+        .execute(&stmt, &[&ids, &usernames, &connected_ats, &instance])
+        .await?)
 }
 
 /// Deletes rows nobody has refreshed for 10 minutes: replicas that died and never came back
