@@ -1,5 +1,7 @@
 //! Accounts in-process against the real PostgreSQL. Every test opens accounts of its own (ids
 //! from 1000), so the tests run in parallel and never disturb the seeded accounts 1–5.
+mod common;
+
 use std::sync::{Barrier, OnceLock};
 
 use arena::accounts::store;
@@ -345,33 +347,8 @@ fn realizada_em_is_read_after_the_wait_for_the_account_lock() {
         tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id])
             .await
             .unwrap();
-        let me: i32 = tx
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
         let post = std::thread::spawn(move || transacao(&base, id, 5, "c", "esperou"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let waiting: i64 = tx
-                .query_one(
-                    // pg_locks, not pg_stat_activity: the latter is a snapshot per transaction.
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
-                     AND $1 = ANY(pg_blocking_pids(pid))",
-                    &[&me],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the POST never queued"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        common::until_blocked_by(&tx, "the POST").await;
         let at = tx
             .query_one("SELECT clock_timestamp()", &[])
             .await

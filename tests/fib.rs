@@ -2,6 +2,8 @@
 //! (tungstenite) against the real PostgreSQL: ticks, replies, errors that keep the socket,
 //! connected-users rows on open and close, the slow-client close and the shutdown close.
 //! Each test uses its own instance name, so its rows are its own.
+mod common;
+
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -421,21 +423,8 @@ fn shutdown_closes_every_socket_with_1001_and_forgets_its_rows() {
     assert_eq!(frame.code, CloseCode::Away);
     assert_eq!(frame.reason.as_str(), arena::fib::GOING_AWAY);
     // A stopping replica answers its routes with 503 (nginx asks another): read the table.
-    let url = Config::from_env().database_url;
-    let rows = || -> i64 {
-        arena::infra::block_on(async {
-            let pg = arena::infra::postgres::connect(&url).await.unwrap();
-            pg.query_one(
-                "SELECT count(*) FROM connected_users WHERE instance = $1",
-                &[&instance],
-            )
-            .await
-            .unwrap()
-            .get(0)
-        })
-    };
     assert!(
-        eventually(Duration::from_secs(5), || rows() == 0),
+        eventually(Duration::from_secs(5), || rows_of(&instance) == 0),
         "rows deleted at shutdown"
     );
     assert!(
@@ -478,33 +467,12 @@ fn a_socket_whose_open_is_overtaken_by_shutdown_is_closed_with_1001_and_forgotte
         )
         .await
         .unwrap();
-        let me: i32 = lock
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
         let post = std::thread::spawn(move || {
             ureq::post(&format!("{base}/clientes/{account}/transacoes"))
                 .send_json(serde_json::json!({"valor": 1, "tipo": "c", "descricao": "espera"}))
                 .map_or_else(|e| format!("{e}"), |r| r.status().to_string())
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = lock
-                .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
-                     AND $1 = ANY(pg_blocking_pids(pid))",
-                    &[&me],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the transaction never queued");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::until_blocked_by(&lock, "the transaction").await;
         // This socket's open now waits for the pool (2 s at most). Nothing outside shows that
         // it has got there, hence a short pause rather than a readiness check.
         let late = std::thread::spawn(move || try_connect_to(addr, "late"));
@@ -544,11 +512,6 @@ fn a_client_that_hangs_up_while_its_row_is_being_written_leaves_no_row() {
         lock.batch_execute("LOCK TABLE connected_users IN SHARE MODE")
             .await
             .unwrap();
-        let me: i32 = lock
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
         let mut client = TcpStream::connect(app.addr).unwrap();
         client
             .write_all(
@@ -557,23 +520,7 @@ fn a_client_that_hangs_up_while_its_row_is_being_written_leaves_no_row() {
                   Sec-WebSocket-Version: 13\r\n\r\n",
             )
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = lock
-                .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted \
-                     AND $1 = ANY(pg_blocking_pids(pid))",
-                    &[&me],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the insert never queued");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::until_blocked_by(&lock, "the insert").await;
         // The client gives up mid-upgrade; give the server a moment to notice before the
         // insert may go on. (ntex 3.12 lets this handler finish and drops the session it made;
         // were the handler dropped instead, `Sockets::record`'s task deletes the row.)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arena::config::Config;
 use arena::infra;
 use arena::lifecycle::Shutdown;
-use arena::people::{model::NewPerson, store};
+use arena::people::{model::NewPerson, model::Person, store};
 use arena::server::TestServer;
 use deadpool_redis::redis;
 use lapin::options::{
@@ -36,6 +36,30 @@ fn person_body(apelido: &str) -> String {
     format!(
         r#"{{"apelido":"{apelido}","nome":"Teste da Silva","nascimento":"1990-05-17","stack":["Rust","PostgreSQL"]}}"#
     )
+}
+
+/// A person with `apelido` and a new id, as a replica publishes it.
+fn person(apelido: &str) -> Person {
+    NewPerson::parse(&mut person_body(apelido).into_bytes())
+        .unwrap()
+        .with_id(Uuid::new_v4())
+}
+
+/// A POST answered 503 because its confirm was lost twice: its reservation was undone, yet its
+/// message reached the queue all the same.
+fn answered_503_but_queued(config: &Config, apelido: &str) -> Person {
+    let person = person(apelido);
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    infra::block_on(async {
+        assert!(store::reserve(&redis, &config.people_queue, &person)
+            .await
+            .unwrap());
+        store::release(&redis, &config.people_queue, &person)
+            .await
+            .unwrap();
+    });
+    publish_raw(config, &[&person.json]);
+    person
 }
 
 struct Resp {
@@ -327,11 +351,7 @@ fn a_partial_batch_is_written_after_the_flush_interval() {
 fn a_redelivered_person_is_inserted_once() {
     let mut config = config("redeliver");
     config.inserter_flush_ms = 100;
-    let id = Uuid::new_v4();
-    let json = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
-        .unwrap()
-        .with_id(id)
-        .json;
+    let Person { id, json, .. } = person(&apelido());
     // Twice, as after a crash between commit and ack; the second time in its own batch too.
     publish_raw(&config, &[&json, &json]);
     let inserter = Inserter::start(&config);
@@ -358,11 +378,7 @@ fn a_redelivered_person_is_inserted_once() {
 #[test]
 fn a_poison_message_goes_to_the_dead_letter_queue_and_the_rest_are_inserted() {
     let config = config("poison");
-    let id = Uuid::new_v4();
-    let good = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
-        .unwrap()
-        .with_id(id)
-        .json;
+    let Person { id, json: good, .. } = person(&apelido());
     publish_raw(
         &config,
         &[b"not json at all", &good, br#"{"id":"x","apelido":1}"#],
@@ -519,20 +535,8 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
     let mut config = config("ghost");
     config.inserter_flush_ms = 100;
     let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
-    let ghost = NewPerson::parse(&mut person_body(&apelido()).into_bytes())
-        .unwrap()
-        .with_id(Uuid::new_v4());
-    // The publish reached the queue but its confirm was lost twice: the replica answered 503 and
-    // released the reservation, yet the message is there and the inserter writes it.
-    infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &ghost)
-            .await
-            .unwrap());
-        store::release(&redis, &config.people_queue, &ghost)
-            .await
-            .unwrap();
-    });
-    publish_raw(&config, &[&ghost.json]);
+    // The inserter writes it: nobody took its apelido again.
+    let ghost = answered_503_but_queued(&config, &apelido());
     let inserter = Inserter::start(&config);
     assert!(wait_until(Duration::from_secs(10), || in_postgres(
         &config,
@@ -560,21 +564,8 @@ fn a_person_released_after_a_lost_confirm_but_inserted_anyway_does_not_end_later
 fn a_person_answered_503_whose_message_arrives_anyway_does_not_block_the_retry_answered_201() {
     let mut config = config("retaken");
     config.inserter_flush_ms = 100;
-    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
     let apelido = apelido();
-    let first = NewPerson::parse(&mut person_body(&apelido).into_bytes())
-        .unwrap()
-        .with_id(Uuid::new_v4());
-    // The first POST's confirm was lost twice: 503, reservation undone, message queued anyway.
-    infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &first)
-            .await
-            .unwrap());
-        store::release(&redis, &config.people_queue, &first)
-            .await
-            .unwrap();
-    });
-    publish_raw(&config, &[&first.json]);
+    let first = answered_503_but_queued(&config, &apelido);
     // nginx retried the POST on the other replica, which took the apelido again: 201.
     let app = TestServer::start(config.clone());
     let second = create(&app, &apelido);
