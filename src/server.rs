@@ -316,6 +316,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.server.stop(false);
+        // stop() sends the command at once; its future only reports completion.
+        drop(self.server.stop(false));
     }
 }

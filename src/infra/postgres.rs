@@ -12,7 +12,7 @@ mod embedded {
 
 /// Arbitrary constant shared by every replica: whoever holds this advisory lock migrates, the
 /// others wait and then find nothing left to apply.
-const MIGRATION_LOCK: i64 = 0x4152_454e_41; // "ARENA"
+const MIGRATION_LOCK: i64 = 0x0041_5245_4e41; // "ARENA"
 
 /// A pool of at most `size` connections. Nothing connects until the first query, so a replica
 /// starts even while PostgreSQL is still coming up.
