@@ -3,6 +3,7 @@
 //! that returns every status as a value instead of an error.
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -102,12 +103,16 @@ impl Stack {
     }
 
     /// Runs `scripts/up` again: it restarts whatever is missing and waits until it answers.
+    /// It keeps the build the stack runs (stack.env's `ARENA_BUILD`): a test run by hand with
+    /// plain `cargo test` would otherwise build release and restart every replica on it.
     pub fn heal(&self) {
-        let status = std::process::Command::new("bash")
-            .arg(self.root.join("scripts/up"))
-            .env("ARENA_STATE_DIR", &self.state_dir)
-            .status()
-            .expect("run scripts/up");
+        let mut up = std::process::Command::new("bash");
+        up.arg(self.root.join("scripts/up"))
+            .env("ARENA_STATE_DIR", &self.state_dir);
+        if let (Err(_), Some(build)) = (std::env::var("ARENA_BUILD"), self.env.get("ARENA_BUILD")) {
+            up.env("ARENA_BUILD", build);
+        }
+        let status = up.status().expect("run scripts/up");
         assert!(
             status.success(),
             "scripts/up failed while healing the stack"
@@ -183,6 +188,35 @@ pub fn get(url: &str) -> Resp {
 
 pub fn post(url: &str, body: &str) -> Resp {
     request("POST", url, &[], Some(body))
+}
+
+/// Tells a test's streaming client threads to stop, also when the test panics: a scoped
+/// thread that never sees the flag keeps `thread::scope` waiting, and the run would hang
+/// instead of failing. Hold `stop_on_drop()` inside the scope.
+#[derive(Default)]
+pub struct StopFlag(AtomicBool);
+
+impl StopFlag {
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    #[must_use = "the flag is raised when the guard is dropped"]
+    pub fn stop_on_drop(&self) -> StopOnDrop<'_> {
+        StopOnDrop(self)
+    }
+}
+
+pub struct StopOnDrop<'a>(&'a StopFlag);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Reads a pid file written by scripts/up.

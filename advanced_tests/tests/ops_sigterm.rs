@@ -3,10 +3,11 @@
 //! The stream writes — people and credits — so "none lost" is checked where it matters: every
 //! person answered 201 is in PostgreSQL, and each account moved by exactly the credits answered
 //! 200 (none lost, none applied twice).
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use advanced_tests::{get, post, psql, read_pid, running, signal, stack, unique, wait_exit};
+use advanced_tests::{
+    get, post, psql, read_pid, running, signal, stack, unique, wait_exit, StopFlag,
+};
 
 /// What one client saw: requests sent, unexpected answers, people created (ids), credits of 1
 /// accepted per account 1–5.
@@ -72,15 +73,16 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
     let log = s.state_dir.join("logs/api1.log");
     let log_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let before = totals(s);
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::default();
     let (seen, exited_in) = std::thread::scope(|scope| {
+        let stop_clients = stop.stop_on_drop();
         let clients: Vec<_> = (0..8)
             .map(|c| {
                 let stop = &stop;
                 scope.spawn(move || {
                     let mut seen = Seen::default();
                     let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.stopped() {
                         one_request(s, c, n, &mut seen);
                         n += 1;
                     }
@@ -94,7 +96,7 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
         wait_exit(pid, Duration::from_secs(20));
         let exited_in = t.elapsed();
         std::thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::Relaxed);
+        drop(stop_clients);
         let mut all = Seen::default();
         for c in clients {
             let seen = c.join().unwrap();

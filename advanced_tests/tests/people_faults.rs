@@ -3,11 +3,11 @@
 //! stop_app && start_app`, never the node: other stacks share it). Every 201 must end up in
 //! PostgreSQL exactly once; the only other answers allowed meanwhile are 503 (and 502 while
 //! `heal` restarts replicas).
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use advanced_tests::{get, post, psql, read_pid, signal, stack};
+use advanced_tests::{get, post, psql, read_pid, signal, stack, StopFlag};
 
 fn apelido(worker: usize, n: u64) -> String {
     let t = std::time::SystemTime::now()
@@ -42,7 +42,7 @@ fn dead_letters() -> u64 {
 fn every_201_survives_an_inserter_kill_and_a_rabbitmq_restart() {
     let s = stack();
     let dead_before = dead_letters();
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::default();
     let created = Mutex::new(Vec::<String>::new());
     let unavailable = AtomicU64::new(0);
     let created_since = |n: usize, limit: Duration| {
@@ -56,11 +56,12 @@ fn every_201_survives_an_inserter_kill_and_a_rabbitmq_restart() {
         false
     };
     std::thread::scope(|scope| {
+        let _stop = stop.stop_on_drop();
         for worker in 0..4 {
             let (stop, created, unavailable) = (&stop, &created, &unavailable);
             scope.spawn(move || {
                 let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.stopped() {
                     n += 1;
                     let body = format!(
                         r#"{{"apelido":"{}","nome":"Falha Segura","nascimento":"1991-03-04","stack":["Rust"]}}"#,
@@ -104,7 +105,6 @@ fn every_201_survives_an_inserter_kill_and_a_rabbitmq_restart() {
             created_since(before + 100, Duration::from_secs(60)),
             "publishers reconnect after RabbitMQ restarts"
         );
-        stop.store(true, Ordering::Relaxed);
     });
 
     let ids = created.into_inner().unwrap();
