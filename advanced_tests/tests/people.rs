@@ -136,6 +136,15 @@ fn invalid_people_get_400_or_422_with_a_json_error() {
             r#"{"apelido":"a","nome":"a","nascimento":"2001-02-29"}"#.into(),
             422,
         ),
+        // Unpaired surrogate escapes are not text: 400 whichever half is missing.
+        (
+            r#"{"apelido":"a\ud800","nome":"a","nascimento":"2000-01-01"}"#.into(),
+            400,
+        ),
+        (
+            r#"{"apelido":"a\udc00","nome":"a","nascimento":"2000-01-01"}"#.into(),
+            400,
+        ),
     ];
     for (b, status) in cases {
         let r = post(&s.at("/pessoas"), &b);

@@ -184,9 +184,8 @@ impl Transacao {
     /// characters — is a 422 naming the field (not-JSON is 422 too: SPEC says "anything
     /// else → 422", and the Rinha tolerates it).
     pub fn parse(body: &mut [u8]) -> Result<Self, Invalid> {
-        if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
-            return Err(invalid("body", "nests too deep"));
-        }
+        crate::json::screen(body, crate::json::MAX_DEPTH)
+            .map_err(|refusal| invalid("body", refusal.message()))?;
         let value = simd_json::to_borrowed_value(body)
             .map_err(|_| invalid("body", "not a JSON document"))?;
         let BorrowedValue::Object(fields) = value else {
@@ -706,6 +705,9 @@ mod tests {
             "null",
             "{\"valor\":1,",
             "\"valor\"",
+            // Unpaired surrogate escapes: refused as a body, whichever half is missing.
+            r#"{"valor":1,"tipo":"c","descricao":"a\ud800"}"#,
+            r#"{"valor":1,"tipo":"c","descricao":"a\udc00"}"#,
         ] {
             assert_eq!(field_of(body), "body", "{body:?}");
         }

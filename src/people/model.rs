@@ -232,9 +232,8 @@ fn first_error(results: [Option<Invalid>; 4]) -> Option<Invalid> {
 impl NewPerson {
     /// Parses a POST body. simd-json rewrites `body` in place (it unescapes into it).
     pub fn parse(body: &mut [u8]) -> Result<Self, Invalid> {
-        if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
-            return Err(Invalid::malformed("body", "body nests too deep"));
-        }
+        crate::json::screen(body, crate::json::MAX_DEPTH)
+            .map_err(|refusal| Invalid::malformed("body", refusal.message()))?;
         let value = simd_json::borrowed::to_value(body)
             .map_err(|_| Invalid::malformed("body", "body is not valid JSON"))?;
         let Value::Object(obj) = value else {
@@ -296,9 +295,8 @@ impl Person {
     /// Decodes a queue message (the person's own JSON, with its id) back into a person; the
     /// inserter uses it, so a message that would not have passed the API is poison.
     pub fn from_message(data: &[u8]) -> Result<Self, Invalid> {
-        if !crate::json::depth_within(data, crate::json::MAX_DEPTH) {
-            return Err(Invalid::malformed("body", "message nests too deep"));
-        }
+        crate::json::screen(data, crate::json::MAX_DEPTH)
+            .map_err(|refusal| Invalid::malformed("body", refusal.message()))?;
         let mut buf = data.to_vec();
         let value = simd_json::borrowed::to_value(&mut buf)
             .map_err(|_| Invalid::malformed("body", "message is not valid JSON"))?;
@@ -465,6 +463,17 @@ mod tests {
             ("".into(), Malformed, "body"),
             ("[1,2]".into(), Malformed, "body"),
             (r#"{"apelido":"a","#.into(), Malformed, "body"),
+            // An unpaired surrogate escape is no string at all, whichever half is missing.
+            (
+                r#"{"apelido":"\ud800","nome":"a","nascimento":"2000-01-01"}"#.into(),
+                Malformed,
+                "body",
+            ),
+            (
+                r#"{"apelido":"\udc00","nome":"a","nascimento":"2000-01-01"}"#.into(),
+                Malformed,
+                "body",
+            ),
             // Wrong types → 400 (SPEC examples included).
             (
                 r#"{"apelido":"a","nome":1,"nascimento":"2000-01-01"}"#.into(),
