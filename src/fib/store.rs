@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use uuid::Uuid;
 
+use crate::infra::postgres::checkout;
+
 use super::model::{ConnectedUser, Username};
 
 /// Rows not refreshed for this long belong to a dead replica and are hidden (SPEC §6: 30 s).
@@ -69,7 +71,7 @@ impl Row {
 
 /// Records a socket about to open.
 pub async fn insert(pg: &Pool, row: &Row, instance: &str) -> Result<(), StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(INSERT).await?;
     client
         .execute(
@@ -87,7 +89,7 @@ pub async fn insert(pg: &Pool, row: &Row, instance: &str) -> Result<(), StoreErr
 
 /// Forgets a closed socket.
 pub async fn delete(pg: &Pool, id: Uuid) -> Result<(), StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(DELETE).await?;
     client.execute(&stmt, &[&id]).await?;
     Ok(())
@@ -95,7 +97,7 @@ pub async fn delete(pg: &Pool, id: Uuid) -> Result<(), StoreError> {
 
 /// Forgets several closed sockets in one statement.
 pub async fn delete_many(pg: &Pool, ids: &[Uuid]) -> Result<u64, StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(DELETE_MANY).await?;
     Ok(client.execute(&stmt, &[&ids]).await?)
 }
@@ -106,7 +108,7 @@ pub async fn refresh(pg: &Pool, rows: &[Row], instance: &str) -> Result<u64, Sto
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let usernames: Vec<&str> = rows.iter().map(|r| r.username.as_str()).collect();
     let connected_ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.connected_at).collect();
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(REFRESH).await?;
     Ok(client
         .execute(&stmt, &[&ids, &usernames, &connected_ats, &instance])
@@ -116,14 +118,14 @@ pub async fn refresh(pg: &Pool, rows: &[Row], instance: &str) -> Result<u64, Sto
 /// Deletes rows nobody has refreshed for 10 minutes: replicas that died and never came back
 /// under the same name (their rows are already hidden; this only keeps the table small).
 pub async fn sweep(pg: &Pool) -> Result<u64, StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(SWEEP).await?;
     Ok(client.execute(&stmt, &[]).await?)
 }
 
 /// Deletes every row of `instance`, at shutdown (its sockets are closing).
 pub async fn forget_instance(pg: &Pool, instance: &str) -> Result<u64, StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(DELETE_INSTANCE).await?;
     Ok(client.execute(&stmt, &[&instance]).await?)
 }
@@ -135,14 +137,14 @@ pub async fn forget_earlier_run(
     instance: &str,
     started: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(DELETE_EARLIER_RUN).await?;
     Ok(client.execute(&stmt, &[&instance, &started]).await?)
 }
 
 /// Every connection some live replica still refreshes, oldest first.
 pub async fn list_fresh(pg: &Pool) -> Result<Vec<ConnectedUser>, StoreError> {
-    let client = pg.get().await?;
+    let client = checkout(pg).await?;
     let stmt = client.prepare_cached(LIST_FRESH).await?;
     let rows = client.query(&stmt, &[&f64::from(STALE_AFTER_SECS)]).await?;
     rows.iter()
