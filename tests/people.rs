@@ -596,6 +596,70 @@ fn a_person_answered_503_whose_message_arrives_anyway_does_not_block_the_retry_a
     delete_queues(&config);
 }
 
+/// Who holds `apelido` in Redis, and its time to live in ms (-1: for good, -2: no key).
+fn apelido_owner(config: &Config, apelido: &str) -> (Option<String>, i64) {
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    infra::block_on(async {
+        let mut conn = redis.get().await.unwrap();
+        redis::pipe()
+            .cmd("GET")
+            .arg(format!("p:apelido:{apelido}"))
+            .cmd("PTTL")
+            .arg(format!("p:apelido:{apelido}"))
+            .query_async(&mut *conn)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_reservation_is_a_lease_until_its_publish_is_confirmed_then_the_apelido_is_kept() {
+    let config = config("lease");
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    // Reserved, and never published: the replica was killed right there.
+    let orphan = person(&apelido());
+    infra::block_on(store::reserve(&redis, &config.people_queue, &orphan)).unwrap();
+    let (owner, ttl) = apelido_owner(&config, orphan.person.apelido.as_str());
+    assert_eq!(owner, Some(orphan.id.to_string()));
+    let lease = store::RESERVATION_LEASE.as_millis() as i64;
+    assert!(
+        ttl > 0 && ttl <= lease,
+        "a lease of at most {lease} ms, not {ttl}"
+    );
+
+    // Created through the API: the 201 came after the claim.
+    let app = TestServer::start(config.clone());
+    let taken = apelido();
+    let id = create(&app, &taken);
+    assert_eq!(apelido_owner(&config, &taken), (Some(id.to_string()), -1));
+    delete_queues(&config);
+}
+
+#[test]
+fn the_inserter_takes_back_the_apelido_of_a_person_it_writes() {
+    let mut config = config("takeback");
+    config.inserter_flush_ms = 100;
+    // Answered 503, released, and queued all the same: nobody holds its apelido any more.
+    let person = answered_503_but_queued(&config, &apelido());
+    let apelido = person.person.apelido.as_str();
+    assert_eq!(apelido_owner(&config, apelido), (None, -2));
+    let _inserter = Inserter::start(&config);
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[person.id]
+    ) == 1));
+    // PostgreSQL has the apelido now, so Redis must refuse it again: a POST reusing it
+    // would otherwise be answered 201 and then refused by the table.
+    assert_eq!(
+        apelido_owner(&config, apelido),
+        (Some(person.id.to_string()), -1)
+    );
+    let app = TestServer::start(config.clone());
+    let r = send("POST", &app.url("/pessoas"), Some(&person_body(apelido)));
+    assert_eq!(r.status, 422, "{}", r.body);
+    delete_queues(&config);
+}
+
 #[test]
 fn a_reservation_older_than_the_horizon_is_a_ghost_that_holds_no_wait_back() {
     let config = config("horizon");

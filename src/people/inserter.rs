@@ -147,15 +147,15 @@ struct Pending {
 }
 
 impl Pending {
-    /// See [`store::disowned`]. When Redis cannot tell, nobody is dropped: the table's unique
+    /// See [`store::claim`]. When Redis cannot tell, nobody is dropped: the table's unique
     /// apelido decides, as it would without this check.
-    async fn disowned(&self, people: &[Person]) -> Vec<bool> {
+    async fn claim(&self, people: &[Person]) -> Vec<bool> {
         let Some(redis) = &self.redis else {
-            return vec![false; people.len()];
+            return vec![true; people.len()];
         };
-        store::disowned(redis, people).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %ErrorChain(&e), "could not check apelido owners; writing the batch as is");
-            vec![false; people.len()]
+        store::claim(redis, people).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %ErrorChain(&e), "could not claim the batch's apelidos; writing it as is");
+            vec![true; people.len()]
         })
     }
 
@@ -388,12 +388,13 @@ async fn flush(
     }
 }
 
-/// Acks, settles and removes from the batch every person whose apelido went to someone else
-/// (see [`store::disowned`]): that person was answered 503, and is not written.
+/// Claims the batch's apelidos, then acks, settles and removes from the batch every person
+/// whose apelido went to someone else (see [`store::claim`]): that person was answered 503,
+/// and is not written.
 async fn drop_disowned(batch: &mut Batch, pending: &Pending) -> Result<(), BoxError> {
-    let disowned = pending.disowned(&batch.people).await;
+    let owned = pending.claim(&batch.people).await;
     // From the end, so the indices still to visit do not move.
-    for i in (0..disowned.len()).rev().filter(|&i| disowned[i]) {
+    for i in (0..owned.len()).rev().filter(|&i| !owned[i]) {
         let person = batch.people.remove(i);
         let acker = batch.ackers.remove(i);
         tracing::info!(id = %person.id, apelido = person.person.apelido.as_str(),

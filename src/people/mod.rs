@@ -80,8 +80,9 @@ impl From<Invalid> for PeopleError {
     }
 }
 
-/// Creates a person: reserve + cache, publish with confirm, or undo and fail. A 201 is only
-/// answered for a person the broker has taken responsibility for.
+/// Creates a person: reserve + cache, publish with confirm, claim the apelido for good — or
+/// undo and fail. A 201 is only answered for a person the broker has taken responsibility for,
+/// whose apelido nobody else can take.
 ///
 /// The steps run in a task of their own: when the client (or nginx) hangs up mid-way, ntex
 /// drops the handler, and a handler dropped between the reservation and the publish would
@@ -110,12 +111,20 @@ async fn create_to_the_end(
     }
     if let Err(e) = publisher.publish(&person.json).await {
         if let Err(undo) = store::release(redis, queue, &person).await {
-            // The apelido stays reserved; the person was never published, so the count is
-            // still right, but that apelido cannot be taken again until `arena reset`.
+            // The apelido stays reserved until its lease ends; the person was never
+            // published, so nothing else is wrong.
             tracing::error!(error = %crate::error::ErrorChain(&undo), apelido = person.person.apelido.as_str(),
                 "could not release the apelido of an unpublished person");
         }
         return Err(e);
+    }
+    // The broker has the person: its apelido stops being a lease. Past this point nothing is
+    // undone — the message is queued and will be written — so a failure is a 503 for a person
+    // who will exist anyway, like a lost confirm.
+    if !store::claim(redis, std::slice::from_ref(&person)).await?[0] {
+        return Err(PeopleError::NotConfirmed(
+            "the apelido's reservation lapsed before the publish was confirmed",
+        ));
     }
     Ok(person)
 }

@@ -3,7 +3,10 @@
 //! inserter fills and searches read). Every key, statement and message format is here.
 //!
 //! Redis keys, all under `p:` so `arena reset` can find them:
-//! - `p:apelido:<apelido>` → id, set with NX and never expiring: the uniqueness check.
+//! - `p:apelido:<apelido>` → id: the uniqueness check. Set with NX and a lease of
+//!   [`RESERVATION_LEASE`], and made permanent ([`claim`]) once the person's publish is
+//!   confirmed, before its 201 — or by the inserter as it writes the person. A replica killed
+//!   between its reservation and its publish so leaves no apelido taken for good.
 //! - `p:id:<uuid>` → the person's JSON, so a GET on any replica answers before the inserter ran.
 //! - `p:pending:<queue>` → the ids reserved for that queue and not yet settled by its inserter
 //!   (written to PostgreSQL, or dead-lettered), scored by reservation time (ms): the queue has
@@ -40,18 +43,47 @@ const PENDING_KEY: &str = "p:pending:";
 /// while keeping Redis from holding every person of a long run twice.
 const CACHE_TTL_SECS: u32 = 3600;
 
-/// Reserves the apelido and caches the person in one atomic round trip; marks it pending.
-/// Returns 1 when reserved, 0 when the apelido was taken. Run by EVALSHA: the script's text
-/// crosses the wire once per connection, not on every POST.
+/// How long a reservation holds its apelido until [`claim`] makes it permanent. Whoever
+/// reserved and then vanished (a replica killed before its publish, or unable to undo a failed
+/// one) frees the apelido after this. Far longer than a publish can take: two tries of connect
+/// and confirm timeouts, 16 s in all.
+pub const RESERVATION_LEASE: Duration = Duration::from_secs(60);
+
+/// Reserves the apelido for the lease and caches the person in one atomic round trip; marks it
+/// pending. Returns 1 when reserved, 0 when the apelido was taken. Run by EVALSHA: the
+/// script's text crosses the wire once per connection, not on every POST.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[5]) then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
   return 1
 end
 return 0",
+    )
+});
+
+/// For each apelido key (KEYS) and id (ARGV), 1 when the apelido is now that id's for good:
+/// it held the id (its lease is dropped) or nobody (the id takes it). 0 when another id holds
+/// it.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local owned = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == ARGV[i] then
+    redis.call('PERSIST', key)
+    owned[i] = 1
+  elseif not owner then
+    redis.call('SET', key, ARGV[i])
+    owned[i] = 1
+  else
+    owned[i] = 0
+  end
+end
+return owned",
     )
 });
 
@@ -96,6 +128,7 @@ pub async fn reserve(
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
         .arg(now_ms())
+        .arg(RESERVATION_LEASE.as_millis() as u64)
         .invoke_async(&mut *conn)
         .await?;
     Ok(reserved == 1)
@@ -165,29 +198,31 @@ fn horizon_ms() -> u64 {
     now_ms().saturating_sub(PENDING_HORIZON.as_millis() as u64)
 }
 
-/// For each of `people`, whether Redis now holds its apelido for *another* id. That happens to
-/// a person answered 503 (its publish looked lost, so its reservation was undone) whose message
-/// arrived after all, once a retry took the apelido again: writing it would refuse the person
-/// who was answered 201. A missing key (undone and not retaken, or Redis emptied) is not
-/// someone else's: that person is written.
-pub async fn disowned(
+/// Makes each of `people`'s apelido theirs for good, and says for which it worked: false
+/// where Redis holds the apelido for *another* id. A replica claims its person once the
+/// publish is confirmed, before answering 201; the inserter claims each person it is about to
+/// write, which also covers a replica that failed between its confirm and its claim. A person
+/// that loses its apelido to another id was answered 503 (its publish looked lost, so its
+/// reservation was undone, and a retry took the apelido again): writing it would refuse the
+/// person answered 201. A missing key (undone and not retaken, or Redis emptied) is taken
+/// again, so Redis goes on refusing an apelido PostgreSQL has.
+pub async fn claim(
     redis: &deadpool_redis::Pool,
     people: &[Person],
 ) -> Result<Vec<bool>, PeopleError> {
-    let mut conn = infra::redis::checkout(redis).await?;
-    let mut mget = redis::cmd("MGET");
-    for person in people {
-        mget.arg(apelido_key(person.person.apelido.as_str()));
+    if people.is_empty() {
+        return Ok(Vec::new());
     }
-    let owners: Vec<Option<String>> = mget.query_async(&mut *conn).await?;
+    let mut conn = infra::redis::checkout(redis).await?;
+    let mut claim = CLAIM.prepare_invoke();
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    Ok(people
-        .iter()
-        .zip(owners)
-        .map(|(person, owner)| {
-            owner.is_some_and(|o| o != *person.id.hyphenated().encode_lower(&mut id))
-        })
-        .collect())
+    for person in people {
+        claim
+            .key(apelido_key(person.person.apelido.as_str()))
+            .arg(&*person.id.hyphenated().encode_lower(&mut id));
+    }
+    let owned: Vec<i64> = claim.invoke_async(&mut *conn).await?;
+    Ok(owned.into_iter().map(|o| o == 1).collect())
 }
 
 /// Marks people just committed (or dead-lettered) by the inserter of `queue` as settled.
