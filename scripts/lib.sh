@@ -36,7 +36,8 @@ wait_port() {
 proc_alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 # True when the pid in file $1 is a live process.
-pid_alive() { [ -f "$1" ] && proc_alive "$(cat "$1")"; }
+# The file can vanish between the test and the read (nginx removes its own on quit).
+pid_alive() { local pid; pid=$(cat "$1" 2>/dev/null) && proc_alive "$pid"; }
 
 # Stops the process in pid file $1: SIGTERM (graceful), then SIGKILL after $2 seconds.
 stop_pid() {

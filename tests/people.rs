@@ -636,6 +636,34 @@ fn a_reservation_is_a_lease_until_its_publish_is_confirmed_then_the_apelido_is_k
 }
 
 #[test]
+fn a_release_after_the_inserter_claimed_the_apelido_leaves_it_taken() {
+    let config = config("lateundo");
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    let person = person(&apelido());
+    infra::block_on(async {
+        assert!(store::reserve(&redis, &config.people_queue, &person)
+            .await
+            .unwrap());
+        // The first confirm was lost but the message was queued: the inserter claims and
+        // writes it while the replica's second try fails too, and the replica undoes.
+        assert_eq!(
+            store::claim(&redis, std::slice::from_ref(&person))
+                .await
+                .unwrap(),
+            [true]
+        );
+        store::release(&redis, &config.people_queue, &person)
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        apelido_owner(&config, person.person.apelido.as_str()),
+        (Some(person.id.to_string()), -1),
+        "the written person keeps its apelido"
+    );
+}
+
+#[test]
 fn the_inserter_takes_back_the_apelido_of_a_person_it_writes() {
     let mut config = config("takeback");
     config.inserter_flush_ms = 100;

@@ -103,14 +103,17 @@ impl Stack {
     }
 
     /// Runs `scripts/up` again: it restarts whatever is missing and waits until it answers.
-    /// It keeps the build the stack runs (stack.env's `ARENA_BUILD`): a test run by hand with
-    /// plain `cargo test` would otherwise build release and restart every replica on it.
+    /// It runs with the settings the stack was started with (stack.env: build, replicas,
+    /// ports, URLs) unless this process sets them: a test run by hand with plain `cargo test`
+    /// would otherwise rebuild in release and restart the stack on the defaults.
     pub fn heal(&self) {
         let mut up = std::process::Command::new("bash");
         up.arg(self.root.join("scripts/up"))
             .env("ARENA_STATE_DIR", &self.state_dir);
-        if let (Err(_), Some(build)) = (std::env::var("ARENA_BUILD"), self.env.get("ARENA_BUILD")) {
-            up.env("ARENA_BUILD", build);
+        for (key, value) in &self.env {
+            if std::env::var_os(key).is_none() {
+                up.env(key, value);
+            }
         }
         let status = up.status().expect("run scripts/up");
         assert!(

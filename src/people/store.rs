@@ -45,8 +45,9 @@ const CACHE_TTL_SECS: u32 = 3600;
 
 /// How long a reservation holds its apelido until [`claim`] makes it permanent. Whoever
 /// reserved and then vanished (a replica killed before its publish, or unable to undo a failed
-/// one) frees the apelido after this. Far longer than a publish can take: two tries of connect
-/// and confirm timeouts, 16 s in all.
+/// one) frees the apelido after this. Far longer than a publish normally takes (two tries of
+/// connect and confirm timeouts, 16 s); one that takes longer still is safe, as the claim then
+/// takes the key again if it is free and answers 503 if another person has it.
 pub const RESERVATION_LEASE: Duration = Duration::from_secs(60);
 
 /// Reserves the apelido for the lease and caches the person in one atomic round trip; marks it
@@ -87,11 +88,14 @@ return owned",
     )
 });
 
-/// Undoes RESERVE for a person that could not be published.
+/// Undoes RESERVE for a person that could not be published — only while the key is still its
+/// lease. A permanent key means the inserter has already written the person (a publish whose
+/// confirm was lost reached the queue after all): undoing it then would free an apelido
+/// PostgreSQL holds, and the next POST reusing it would get a 201 the table refuses.
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('PTTL', KEYS[1]) > 0 then
   redis.call('DEL', KEYS[1])
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
