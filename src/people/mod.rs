@@ -121,7 +121,7 @@ async fn create_to_the_end(
     // The broker has the person: its apelido stops being a lease. Past this point nothing is
     // undone — the message is queued and will be written — so a failure is a 503 for a person
     // who will exist anyway, like a lost confirm.
-    if !store::claim(redis, std::slice::from_ref(&person)).await?[0] {
+    if store::claim(redis, std::slice::from_ref(&person)).await? != [true] {
         return Err(PeopleError::NotConfirmed(
             "the apelido's reservation lapsed before the publish was confirmed",
         ));
