@@ -348,14 +348,14 @@ async fn flush(
     loop {
         match db.insert(&batch.people).await {
             Ok(inserted) => {
-                let written = started.elapsed();
+                // Recorded in this process's registry (see `ops::metrics` on who can scrape it),
+                // and before the settle: whoever waited for the drain then sees the batch.
+                metrics::inserter_batch(batch.people.len(), started.elapsed());
                 // Settled before the ack: a crash in between redelivers rows that insert
                 // nothing and settle again, harmlessly.
                 pending.settle(&batch.people).await;
                 let last = batch.ackers.last().expect("BUG: the batch is not empty");
                 last.ack(BasicAckOptions { multiple: true }).await?;
-                // Recorded in this process's registry; see `ops::metrics` on who can scrape it.
-                metrics::inserter_batch(batch.people.len(), written);
                 tracing::debug!(
                     size = batch.people.len(),
                     inserted,
