@@ -291,7 +291,7 @@ fn a_created_person_is_readable_at_once_from_another_replica_then_from_postgres(
         let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
         let mut conn = pool.get().await.unwrap();
         let _: i64 = redis::cmd("DEL")
-            .arg(format!("p:id:{id}"))
+            .arg(store::id_key(&id))
             .query_async(&mut *conn)
             .await
             .unwrap();
@@ -601,11 +601,12 @@ fn apelido_owner(config: &Config, apelido: &str) -> (Option<String>, i64) {
     let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
     infra::block_on(async {
         let mut conn = redis.get().await.unwrap();
+        let key = store::apelido_key(apelido);
         redis::pipe()
             .cmd("GET")
-            .arg(format!("p:apelido:{apelido}"))
+            .arg(&key)
             .cmd("PTTL")
-            .arg(format!("p:apelido:{apelido}"))
+            .arg(&key)
             .query_async(&mut *conn)
             .await
             .unwrap()

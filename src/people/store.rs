@@ -104,11 +104,13 @@ return 0",
     )
 });
 
-fn apelido_key(apelido: &str) -> String {
+/// The Redis key holding `apelido`'s owner (tests read it too).
+pub fn apelido_key(apelido: &str) -> String {
     format!("{APELIDO_KEY}{apelido}")
 }
 
-fn id_key(id: &Uuid) -> String {
+/// The Redis key caching person `id` (tests delete it to force a read from PostgreSQL).
+pub fn id_key(id: &Uuid) -> String {
     format!("{ID_KEY}{id}")
 }
 
