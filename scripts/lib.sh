@@ -10,6 +10,8 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arena}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-arena-admin}
+# Login tokens are signed with it; every replica of a stack must share it.
+export TOKEN_SECRET=${TOKEN_SECRET:-arena-local-token-secret}
 # ARENA_BUILD=debug skips the slow optimised build while developing; release is the default.
 ARENA_BUILD=${ARENA_BUILD:-release}
 case $ARENA_BUILD in

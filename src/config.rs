@@ -150,6 +150,23 @@ pub struct Config {
     /// with 1 000 stuck clients to a quarter GiB of buffers.
     #[arg(long, env = "WS_MAX_PENDING_BYTES", default_value_t = 256 * 1024, global = true)]
     pub ws_max_pending_bytes: usize,
+    /// Secret every replica signs and checks login tokens with (HMAC-SHA256, SPEC §4). Replicas
+    /// must share it; unset, a fixed development secret is used and a warning logged, which is
+    /// fine on one machine and wrong anywhere else.
+    #[arg(long, env = "TOKEN_SECRET", global = true, hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// How long a login token is accepted (seconds). A day: a chat client logs in once a day.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 86_400, global = true)]
+    pub token_ttl_secs: u32,
+    /// RabbitMQ topic exchange chat events fan out through. Every replica binds its own
+    /// exclusive, auto-delete queue to it, so an event reaches the subscribers of all replicas.
+    #[arg(
+        long,
+        env = "CHAT_EXCHANGE",
+        default_value = "arena.chat",
+        global = true
+    )]
+    pub chat_exchange: String,
     /// tracing filter, e.g. `info` or `arena=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_filter: String,

@@ -1,6 +1,7 @@
 //! Arena: one binary, several stateless replicas behind nginx, sharing PostgreSQL, Redis and
 //! RabbitMQ. `run` dispatches the subcommands; each domain lives in its own folder.
 pub mod accounts;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod fib;
@@ -11,6 +12,8 @@ pub mod ops;
 pub mod people;
 pub mod server;
 pub mod telemetry;
+pub mod users;
+pub mod ws;
 
 use config::{Cli, Command};
 

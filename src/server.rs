@@ -8,6 +8,7 @@ use std::time::Duration;
 use ntex::web::{self, App, HttpServer};
 
 use crate::accounts;
+use crate::chat;
 use crate::config::Config;
 use crate::error;
 use crate::fib;
@@ -15,6 +16,7 @@ use crate::infra;
 use crate::lifecycle::Shutdown;
 use crate::ops::{self, Gate, Liveness, Observe};
 use crate::people;
+use crate::users;
 use crate::BoxError;
 
 /// What a handler can reach. One per worker: the pools belong to that worker's runtime.
@@ -29,6 +31,10 @@ pub struct AppState {
     pub people: std::rc::Rc<people::Publisher>,
     /// This worker's open WebSockets and the process's fib pool.
     pub fib: fib::WorkerFib,
+    /// The process's password hasher and token key.
+    pub users: users::Users,
+    /// This worker's chat subscribers (rooms, long-polls), fed by the process's fan-out.
+    pub chat: chat::Hub,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -39,15 +45,26 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Threads for large Fibonacci numbers, shared by every worker.
     pub fib_pool: fib::ComputePool,
+    pub users: users::Users,
+    /// The process's RabbitMQ link for chat events (a thread of its own).
+    pub fanout: chat::Fanout,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Self {
+        let shutdown = Shutdown::default();
         Self {
             fib_pool: fib::ComputePool::start(config.fib_pool_size),
+            users: users::Users::new(&config),
+            fanout: chat::Fanout::start(
+                &config.amqp_url,
+                &config.instance_name,
+                &config.chat_exchange,
+                shutdown.clone(),
+            ),
             config: Arc::new(config),
             liveness: Liveness::default(),
-            shutdown: Shutdown::default(),
+            shutdown,
         }
     }
 
@@ -65,6 +82,12 @@ impl Shared {
                 self.fib_pool.clone(),
                 self.shutdown.clone(),
             ),
+            chat: chat::Hub::new(
+                self.fanout.clone(),
+                self.shutdown.clone(),
+                c.ws_max_pending_bytes,
+            ),
+            users: self.users.clone(),
             pg,
             redis,
             liveness: self.liveness.clone(),
@@ -140,6 +163,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     people::configure(cfg);
     accounts::configure(cfg);
     fib::configure(cfg);
+    users::configure(cfg);
+    chat::configure(cfg);
 }
 
 /// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
@@ -150,6 +175,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(people::Api::openapi());
     doc.merge(accounts::Api::openapi());
     doc.merge(fib::Api::openapi());
+    doc.merge(users::Api::openapi());
+    doc.merge(chat::Api::openapi());
     doc.info.title = "Arena".to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(
@@ -164,6 +191,7 @@ pub const RESET_SQL: &[&str] = &[
     people::store::RESET_SQL,
     accounts::RESET_SQL,
     fib::RESET_SQL,
+    users::RESET_SQL,
 ];
 
 /// Builds the HTTP server for `shared`, bound where the configuration says (or to `listener`).
@@ -208,6 +236,9 @@ fn build(
 
 /// `arena serve`: runs a replica until SIGTERM/SIGINT.
 pub fn serve(config: Config) -> Result<(), BoxError> {
+    if config.token_secret.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!("TOKEN_SECRET is not set: login tokens are signed with a development secret that every copy of arena knows");
+    }
     let shared = Shared::new(config);
     // Fail fast on malformed URLs instead of inside a worker.
     shared.worker_state()?;

@@ -14,9 +14,10 @@ use ntex::util::ByteString;
 use ntex::web::ws::CloseCode;
 use tokio::time::MissedTickBehavior;
 
-use super::sockets::{Sockets, GOING_AWAY};
+use super::sockets::Sockets;
 use super::store;
 use crate::error::ErrorChain;
+use crate::ws::GOING_AWAY;
 
 /// SPEC §6: a tick every second.
 const TICK: Duration = Duration::from_secs(1);

@@ -16,11 +16,11 @@ mod store;
 
 use std::time::Instant;
 
+pub use crate::ws::{GOING_AWAY, TOO_SLOW};
 pub use compute::{fib, reply};
 pub use model::FibError;
 pub use pool::ComputePool;
 pub use routes::{configure, Api};
-pub use sockets::{GOING_AWAY, TOO_SLOW};
 pub use store::RESET as RESET_SQL;
 
 use crate::error::ErrorChain;

@@ -116,14 +116,8 @@ pub struct ConnectedUser {
     #[schema(example = "api1")]
     pub instance: String,
     #[schema(value_type = String, format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
-    #[serde(serialize_with = "rfc3339_micros")]
+    #[serde(serialize_with = "crate::json::rfc3339_micros")]
     pub connected_at: DateTime<Utc>,
-}
-
-/// SPEC's timestamp form: RFC 3339, UTC, always six fraction digits (chrono's default prints
-/// three, six or none depending on the value).
-fn rfc3339_micros<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
 /// Every open connection on every live replica.

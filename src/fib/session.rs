@@ -1,7 +1,7 @@
 //! One open socket: ntex hands every client frame to [`Session::call`]. A request for a small
 //! n is answered inline (microseconds); a larger one goes to the bounded [`ComputePool`] and is
 //! answered when ready, so the socket keeps reading and the worker keeps ticking meanwhile.
-//! Every answer goes through [`sockets::deliver`] and its send-buffer bound. A text message sent
+//! Every answer goes through [`crate::ws::deliver`] and its send-buffer bound. A text message sent
 //! in fragments is joined (up to [`MAX_MESSAGE_BYTES`]) and answered as one.
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -15,7 +15,7 @@ use ntex::ws::Item;
 use super::compute;
 use super::model::{FibRequest, InvalidFrame};
 use super::pool::ComputePool;
-use super::sockets::{self, Membership, Sockets};
+use super::sockets::{Membership, Sockets};
 use crate::ops::metrics;
 
 /// n up to this is computed on the event loop: fib(10 000) to decimal takes ~30 µs in a
@@ -81,7 +81,7 @@ impl Session {
     }
 
     fn send(&self, text: String) {
-        sockets::deliver(
+        crate::ws::deliver(
             &self.sink,
             Message::Text(ByteString::from(text)),
             self.sockets.max_pending(),
@@ -148,7 +148,7 @@ impl Session {
         );
         ntex::rt::spawn(async move {
             if let Ok(reply) = answer.await {
-                sockets::deliver(&sink, Message::Text(ByteString::from(reply)), max_pending);
+                crate::ws::deliver(&sink, Message::Text(ByteString::from(reply)), max_pending);
             }
             in_flight.set(in_flight.get() - 1);
         })

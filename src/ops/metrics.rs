@@ -14,6 +14,9 @@
 //! | `let _open = `[`websocket_open`]`("fibonacci")` | `arena_open_websockets{kind}` while held |
 //! | `let _open = `[`long_poll_open`]`("status")` | `arena_open_long_polls{kind}` while held |
 //! | [`pool_wait`]`(Pool::Postgres, waited)` | `arena_pool_wait_seconds{pool}` |
+//! | [`chat_event`]`("published")` | `arena_chat_events_total{outcome}` (published, received, local_only) |
+//! | [`chat_events_lost`]`(n)` | `arena_chat_events_total{outcome="lost"}` (a worker fell behind) |
+//! | [`chat_broker_connected`]`(up)` | `arena_chat_broker_connected` (1 while the fan-out queue is bound) |
 //!
 //! Pool sizes (`arena_pool_connections{pool,state}`) are read from deadpool at scrape time from
 //! every live worker's pools ([`register_pools`], called by `Shared::worker_state`).
@@ -92,6 +95,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
     pool: &'static str,
 }
@@ -117,6 +125,8 @@ struct Metrics {
     queue_depth: Gauge,
     websockets: Family<KindLabel, Gauge>,
     long_polls: Family<KindLabel, Gauge>,
+    chat_events: Family<OutcomeLabel, Counter>,
+    chat_broker: Gauge,
     pool_wait: HistogramFamily<PoolLabel>,
     pool_connections: Family<PoolStateLabels, Gauge>,
     pools: Mutex<Vec<(Pool, PoolProbe)>>,
@@ -142,6 +152,8 @@ fn metrics() -> &'static Metrics {
             queue_depth: Gauge::default(),
             websockets: Family::default(),
             long_polls: Family::default(),
+            chat_events: Family::default(),
+            chat_broker: Gauge::default(),
             pool_wait: Family::new_with_constructor(wait_histogram),
             pool_connections: Family::default(),
             pools: Mutex::new(Vec::new()),
@@ -187,6 +199,16 @@ fn metrics() -> &'static Metrics {
             "open_long_polls",
             "Long-poll requests waiting now, by kind",
             m.long_polls.clone(),
+        );
+        registry.register(
+            "chat_events",
+            "Chat events by outcome: published to RabbitMQ, received from it, delivered on this replica only (broker down), lost (a worker fell behind)",
+            m.chat_events.clone(),
+        );
+        registry.register(
+            "chat_broker_connected",
+            "1 while this process's chat fan-out queue is bound in RabbitMQ, 0 while it reconnects",
+            m.chat_broker.clone(),
         );
         registry.register(
             "pool_wait_seconds",
@@ -287,6 +309,27 @@ pub fn pool_wait(pool: Pool, waited: Duration) {
         .pool_wait
         .get_or_create(&PoolLabel { pool: pool.label() })
         .observe(waited.as_secs_f64());
+}
+
+/// One chat event: `published`, `received` or `local_only`.
+pub fn chat_event(outcome: &'static str) {
+    metrics()
+        .chat_events
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+}
+
+/// Chat events a worker skipped because it fell behind the process's fan-out.
+pub fn chat_events_lost(missed: u64) {
+    metrics()
+        .chat_events
+        .get_or_create(&OutcomeLabel { outcome: "lost" })
+        .inc_by(missed);
+}
+
+/// Whether the chat fan-out queue is bound (1) or reconnecting (0).
+pub fn chat_broker_connected(up: bool) {
+    metrics().chat_broker.set(i64::from(up));
 }
 
 /// Counts something open (a WebSocket, a long-poll) for as long as it is held.

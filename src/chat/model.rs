@@ -1,0 +1,792 @@
+//! The chat domain's types (SPEC §5), parsed once at the edge, and the events fanned out to the
+//! replicas. The status rule: a body that is not a JSON object is 400; a missing, null,
+//! mistyped or out-of-range field is 422 naming it; a malformed query parameter is 400.
+use chrono::{DateTime, Utc};
+use ntex::util::ByteString;
+use serde::Serialize;
+use simd_json::borrowed::Object;
+use utoipa::ToSchema;
+
+use crate::json;
+use crate::users::{UserId, UsersError};
+
+/// Longest message, in characters (SPEC §5).
+pub const CONTENT_MAX: usize = 2048;
+/// Longest group name, in characters.
+const GROUP_NAME_MAX: usize = 100;
+/// Largest `maxMembers`: a cap is for rooms people talk in, not for broadcast lists.
+pub const MAX_MEMBERS_CAP: i32 = 10_000;
+/// Most usernames `/create-chat` takes in `members`.
+pub const MEMBERS_MAX: usize = 1_000;
+/// `GET /messages` page: default and largest (SPEC §5).
+pub const PAGE_DEFAULT: i64 = 50;
+pub const PAGE_MAX: i64 = 200;
+/// Messages a woken `/subscribe/user` answers with (SPEC §5).
+pub const RECENT_MESSAGES: i64 = 10;
+/// Long-poll timeouts, seconds (SPEC §1, §5).
+pub const POLL_DEFAULT_SECS: u64 = 25;
+pub const POLL_MAX_SECS: u64 = 60;
+/// Longest `/notify/{group}` and `/subscribe/status?group=` name.
+const NOTIFY_GROUP_MAX: usize = 64;
+
+/// What can go wrong in chat; `chat/mod.rs` gives each its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// 400: the body is not one JSON object.
+    #[error("malformed body: {0}")]
+    Malformed(&'static str),
+    /// 422: a body field is missing, mistyped or out of range.
+    #[error("invalid {}: {}", .0.field, .0.message)]
+    Invalid(Invalid),
+    /// 400: a malformed query or path parameter.
+    #[error("bad {}: {}", .0.field, .0.message)]
+    BadQuery(Invalid),
+    /// 401 (no valid token) and the other users answers.
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    /// 403: the body's user is not the token's.
+    #[error("the body's user is not the token's user")]
+    NotYou,
+    /// 403: the acting user is not a member of the group.
+    #[error("not a member of this group")]
+    NotMember,
+    /// 403: only a message's sender may delete it.
+    #[error("only the sender may delete a message")]
+    NotSender,
+    /// 404: no such group.
+    #[error("group not found")]
+    UnknownGroup,
+    /// 404: no such message.
+    #[error("message not found")]
+    UnknownMessage,
+    /// 404: no such user.
+    #[error("user not found")]
+    UnknownUser,
+    /// 409: the group has `maxMembers` members already.
+    #[error("group is full")]
+    Full,
+    /// 409: the user is a member already.
+    #[error("already a member")]
+    AlreadyMember,
+    /// 400: `/ws/updates/…` without a WebSocket handshake.
+    #[error("not a WebSocket handshake")]
+    Handshake,
+    /// 503: the replica is stopping and takes no new sockets.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// 503: PostgreSQL could not be reached.
+    #[error("chat store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500: PostgreSQL answered something this code does not expect.
+    #[error("chat query failed")]
+    Database(#[source] tokio_postgres::Error),
+}
+
+impl From<ntex::ws::error::HandshakeError> for ChatError {
+    fn from(_: ntex::ws::error::HandshakeError) -> Self {
+        Self::Handshake
+    }
+}
+
+/// Which input was wrong and why, in words fit for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+const fn invalid(field: &'static str, message: &'static str) -> ChatError {
+    ChatError::Invalid(Invalid { field, message })
+}
+
+const fn bad_query(field: &'static str, message: &'static str) -> ChatError {
+    ChatError::BadQuery(Invalid { field, message })
+}
+
+const POSITIVE: &str = "must be a positive whole number";
+
+/// A group id: a positive 64-bit number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(i64);
+
+/// A message id: a positive 64-bit number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageId(i64);
+
+macro_rules! id_type {
+    ($t:ident, $missing:expr) => {
+        impl $t {
+            /// From a path segment: anything but a positive number names nothing (404).
+            pub fn parse_path(s: &str) -> Result<Self, ChatError> {
+                json::digits(s).filter(|&n| n > 0).map(Self).ok_or($missing)
+            }
+
+            /// From a query value: a malformed one is a 400 naming `field`.
+            pub fn parse_query(s: &str, field: &'static str) -> Result<Self, ChatError> {
+                json::digits(s)
+                    .filter(|&n| n > 0)
+                    .map(Self)
+                    .ok_or(bad_query(field, POSITIVE))
+            }
+
+            pub const fn from_db(id: i64) -> Self {
+                Self(id)
+            }
+
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+    };
+}
+id_type!(GroupId, ChatError::UnknownGroup);
+id_type!(MessageId, ChatError::UnknownMessage);
+
+/// A required id field of a body.
+fn id_field(fields: &Object<'_>, key: &'static str) -> Result<i64, ChatError> {
+    match json::opt_id(fields, key) {
+        Ok(Some(n)) if n > 0 => Ok(n),
+        Ok(None) => Err(invalid(key, "is required")),
+        _ => Err(invalid(key, POSITIVE)),
+    }
+}
+
+fn user_field(fields: &Object<'_>, key: &'static str) -> Result<UserId, ChatError> {
+    id_field(fields, key).map(UserId::from_db)
+}
+
+fn fields(body: &mut [u8]) -> Result<Object<'_>, ChatError> {
+    json::object(body).map_err(ChatError::Malformed)
+}
+
+/// 1–`max` characters, not blank, none of them control characters.
+fn text(s: &str, max: usize) -> bool {
+    let chars = s.chars().count();
+    (1..=max).contains(&chars) && !s.trim().is_empty() && !s.chars().any(char::is_control)
+}
+
+/// The acting user must be the one the body names (SPEC §4: a disagreeing `userId` is 403).
+pub fn same_user(actor: UserId, named: UserId) -> Result<(), ChatError> {
+    if actor == named {
+        Ok(())
+    } else {
+        Err(ChatError::NotYou)
+    }
+}
+
+/// `POST /create-chat`: `{"groupName","creatorId","members":[usernames],"maxMembers"?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGroup {
+    pub name: String,
+    pub creator: UserId,
+    /// Usernames besides the creator, without repeats, in the order given.
+    pub members: Vec<String>,
+    pub max_members: Option<i32>,
+}
+
+impl NewGroup {
+    pub fn parse(body: &mut [u8]) -> Result<Self, ChatError> {
+        let f = fields(body)?;
+        let name = match json::opt_str(&f, "groupName") {
+            Ok(Some(s)) if text(s, GROUP_NAME_MAX) => s.to_owned(),
+            Ok(None) => return Err(invalid("groupName", "is required")),
+            _ => return Err(invalid("groupName", "must be 1-100 characters, not blank")),
+        };
+        let creator = user_field(&f, "creatorId")?;
+        let listed = json::opt_str_array(&f, "members")
+            .map_err(|_| invalid("members", "must be an array of usernames"))?
+            .unwrap_or_default();
+        if listed.len() > MEMBERS_MAX {
+            return Err(invalid("members", "lists more than 1000 usernames"));
+        }
+        let mut members: Vec<String> = Vec::with_capacity(listed.len());
+        for username in listed {
+            if !members.iter().any(|m| m == username) {
+                members.push(username.to_owned());
+            }
+        }
+        let max_members = match json::opt_id(&f, "maxMembers") {
+            Ok(None) => None,
+            Ok(Some(n)) if (1..=i64::from(MAX_MEMBERS_CAP)).contains(&n) => Some(n as i32),
+            _ => {
+                return Err(invalid(
+                    "maxMembers",
+                    "must be a whole number from 1 to 10000",
+                ))
+            }
+        };
+        Ok(Self {
+            name,
+            creator,
+            members,
+            max_members,
+        })
+    }
+}
+
+/// `POST /chats/{groupId}/members`: `{"userId"}`.
+pub fn parse_join(body: &mut [u8]) -> Result<UserId, ChatError> {
+    user_field(&fields(body)?, "userId")
+}
+
+/// `POST /messages`: `{"userId","groupId","content"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub sender: UserId,
+    pub group: GroupId,
+    pub content: String,
+}
+
+impl NewMessage {
+    pub fn parse(body: &mut [u8]) -> Result<Self, ChatError> {
+        let f = fields(body)?;
+        let sender = user_field(&f, "userId")?;
+        let group = GroupId(id_field(&f, "groupId")?);
+        let content = match json::opt_str(&f, "content") {
+            // PostgreSQL text cannot hold NUL: refused here (422) rather than by the insert.
+            Ok(Some(s)) if (1..=CONTENT_MAX).contains(&s.chars().count()) && !s.contains('\0') => {
+                s.to_owned()
+            }
+            Ok(None) => return Err(invalid("content", "is required")),
+            _ => return Err(invalid("content", "must be 1-2048 characters")),
+        };
+        Ok(Self {
+            sender,
+            group,
+            content,
+        })
+    }
+}
+
+/// `DELETE /messages`: `{"messageId"}`.
+pub fn parse_message_ref(body: &mut [u8]) -> Result<MessageId, ChatError> {
+    id_field(&fields(body)?, "messageId").map(MessageId)
+}
+
+/// A query string's pairs, or a 400.
+fn pairs(query: &str) -> Result<Vec<(String, String)>, ChatError> {
+    json::query_pairs(query).ok_or(bad_query("query", "must be a URL-encoded query string"))
+}
+
+/// The value of a required id parameter.
+fn required_query<T>(
+    pairs: &[(String, String)],
+    key: &'static str,
+    parse: fn(&str, &'static str) -> Result<T, ChatError>,
+) -> Result<T, ChatError> {
+    let (_, value) = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .ok_or(bad_query(key, "is required"))?;
+    parse(value, key)
+}
+
+fn user_query(s: &str, field: &'static str) -> Result<UserId, ChatError> {
+    json::digits(s)
+        .filter(|&n| n > 0)
+        .map(UserId::from_db)
+        .ok_or(bad_query(field, POSITIVE))
+}
+
+/// `GET /messages?groupId=&before=&limit=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagesQuery {
+    pub group: GroupId,
+    pub before: Option<MessageId>,
+    pub limit: i64,
+}
+
+impl MessagesQuery {
+    pub fn parse(query: &str) -> Result<Self, ChatError> {
+        let pairs = pairs(query)?;
+        let mut q = Self {
+            group: required_query(&pairs, "groupId", GroupId::parse_query)?,
+            before: None,
+            limit: PAGE_DEFAULT,
+        };
+        for (key, value) in &pairs {
+            match key.as_str() {
+                "before" => q.before = Some(MessageId::parse_query(value, "before")?),
+                "limit" => {
+                    q.limit = json::digits(value)
+                        .filter(|n| (1..=PAGE_MAX).contains(n))
+                        .ok_or(bad_query("limit", "must be a whole number from 1 to 200"))?
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// `GET /chats?userId=`.
+pub fn parse_chats_query(query: &str) -> Result<UserId, ChatError> {
+    required_query(&pairs(query)?, "userId", user_query)
+}
+
+/// `GET /group-users?groupId=`.
+pub fn parse_group_users_query(query: &str) -> Result<GroupId, ChatError> {
+    required_query(&pairs(query)?, "groupId", GroupId::parse_query)
+}
+
+/// How long a long-poll waits: `timeout` in whole seconds, 1–60, default 25.
+fn timeout(pairs: &[(String, String)]) -> Result<std::time::Duration, ChatError> {
+    let secs = match pairs.iter().rev().find(|(k, _)| k == "timeout") {
+        None => POLL_DEFAULT_SECS,
+        Some((_, v)) => json::digits(v)
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| (1..=POLL_MAX_SECS).contains(n))
+            .ok_or(bad_query("timeout", "must be whole seconds from 1 to 60"))?,
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// `GET /subscribe/user?user_id=&timeout=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPoll {
+    pub user: UserId,
+    pub timeout: std::time::Duration,
+}
+
+impl UserPoll {
+    pub fn parse(query: &str) -> Result<Self, ChatError> {
+        let pairs = pairs(query)?;
+        Ok(Self {
+            user: required_query(&pairs, "user_id", user_query)?,
+            timeout: timeout(&pairs)?,
+        })
+    }
+}
+
+/// A notification group: `all`, a group id, or any name of 1–64 `[A-Za-z0-9_.-]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup(Box<str>);
+
+impl NotifyGroup {
+    pub const ALL: &'static str = "all";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= NOTIFY_GROUP_MAX
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        ok.then(|| Self(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_all(&self) -> bool {
+        &*self.0 == Self::ALL
+    }
+
+    /// Whether a notification to `self` reaches a subscriber of `subscribed`.
+    pub fn reaches(&self, subscribed: &str) -> bool {
+        self.is_all() || &*self.0 == subscribed
+    }
+}
+
+/// `GET /subscribe/status?group=&timeout=`; the group defaults to `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPoll {
+    pub group: NotifyGroup,
+    pub timeout: std::time::Duration,
+}
+
+impl StatusPoll {
+    pub fn parse(query: &str) -> Result<Self, ChatError> {
+        let pairs = pairs(query)?;
+        let group = match pairs.iter().rev().find(|(k, _)| k == "group") {
+            None => NotifyGroup(NotifyGroup::ALL.into()),
+            Some((_, g)) => NotifyGroup::parse(g).ok_or(bad_query(
+                "group",
+                "must be 1-64 characters of A-Z a-z 0-9 _ . -",
+            ))?,
+        };
+        Ok(Self {
+            group,
+            timeout: timeout(&pairs)?,
+        })
+    }
+}
+
+/// A user as chat shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Member {
+    #[schema(example = 1)]
+    pub id: i64,
+    #[schema(example = "alice")]
+    pub username: String,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Message {
+    #[schema(example = 1)]
+    pub id: i64,
+    #[schema(example = 1)]
+    pub group_id: i64,
+    pub sender: Member,
+    #[schema(example = "hello")]
+    pub content: String,
+    #[schema(value_type = String, format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
+    #[serde(serialize_with = "json::rfc3339_micros")]
+    pub timestamp: DateTime<Utc>,
+}
+
+/// `POST /create-chat`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedGroup {
+    #[schema(example = 1)]
+    pub group_id: i64,
+    #[schema(example = "general")]
+    pub group_name: String,
+    #[schema(example = 1)]
+    pub creator_id: i64,
+    pub members: Vec<Member>,
+    /// Present when some listed usernames do not exist: `Users not found: x, y`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Users not found: carol")]
+    pub warning: Option<String>,
+}
+
+/// `POST /chats/{groupId}/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Joined {
+    pub group_id: i64,
+    pub user: Member,
+}
+
+/// One group in `GET /chats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Chat {
+    pub id: i64,
+    pub name: String,
+    pub members: Vec<Member>,
+}
+
+/// `GET /chats?userId=`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatList {
+    pub user_id: i64,
+    pub chats: Vec<Chat>,
+}
+
+/// `GET /group-users?groupId=`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupUsers {
+    pub group_id: i64,
+    pub users: Vec<Member>,
+}
+
+/// `GET /messages`: oldest first within the page; `next` is the `before` of the older page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    pub group_id: i64,
+    pub messages: Vec<Message>,
+    pub next: Option<i64>,
+}
+
+/// A woken `/subscribe/user`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserChange {
+    pub change: bool,
+    pub user_id: i64,
+    pub notified_group: i64,
+    /// Up to 10 newest messages of the notified group, oldest first.
+    pub recent_messages: Vec<Message>,
+}
+
+/// A woken `/subscribe/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChange<'a> {
+    #[schema(example = "alive")]
+    pub status: &'static str,
+    pub active: bool,
+    pub change: bool,
+    #[schema(example = "all")]
+    pub group: &'a str,
+}
+
+/// A fixed `{"message": …}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Said {
+    #[schema(example = "Mensagem removida")]
+    pub message: String,
+}
+
+/// What happened, as every replica's subscribers hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    MessageCreated,
+    MessageDeleted,
+    MemberJoined,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MessageCreated => "message.created",
+            Self::MessageDeleted => "message.deleted",
+            Self::MemberJoined => "member.joined",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::MessageCreated,
+            Self::MessageDeleted,
+            Self::MemberJoined,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The sockets of one group's room (and, for new messages, the user polls of its members).
+    Group(GroupId, EventKind),
+    /// `/notify/{group}`: status polls of that group, rooms of that group id, or everyone.
+    Notify(NotifyGroup),
+}
+
+/// An event: whom it is for, and the JSON text frame its WebSocket subscribers get — which is
+/// also the body of its RabbitMQ message, so no replica serialises it twice.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub target: Target,
+    pub frame: ByteString,
+}
+
+impl Event {
+    /// `{"type":"message.created","group_id":…,"message":{…}}` around an already serialised
+    /// message (the 201's own body).
+    pub fn message_created(group: GroupId, message_json: &str) -> Self {
+        let kind = EventKind::MessageCreated;
+        let frame = format!(
+            r#"{{"type":"{}","group_id":{},"message":{message_json}}}"#,
+            kind.as_str(),
+            group.get()
+        );
+        Self::group(group, kind, frame)
+    }
+
+    pub fn message_deleted(group: GroupId, message: MessageId) -> Self {
+        let kind = EventKind::MessageDeleted;
+        let frame = format!(
+            r#"{{"type":"{}","group_id":{},"id":{}}}"#,
+            kind.as_str(),
+            group.get(),
+            message.get()
+        );
+        Self::group(group, kind, frame)
+    }
+
+    pub fn member_joined(group: GroupId, user: &Member) -> Self {
+        let kind = EventKind::MemberJoined;
+        let user = serde_json::to_string(user).expect("BUG: a member always serialises");
+        let frame = format!(
+            r#"{{"type":"{}","group_id":{},"user":{user}}}"#,
+            kind.as_str(),
+            group.get()
+        );
+        Self::group(group, kind, frame)
+    }
+
+    pub fn notify(group: NotifyGroup) -> Self {
+        // The name is [A-Za-z0-9_.-] only: nothing to escape.
+        let frame = format!(r#"{{"type":"notify","group":"{}"}}"#, group.as_str());
+        Self {
+            target: Target::Notify(group),
+            frame: ByteString::from(frame),
+        }
+    }
+
+    fn group(group: GroupId, kind: EventKind, frame: String) -> Self {
+        Self {
+            target: Target::Group(group, kind),
+            frame: ByteString::from(frame),
+        }
+    }
+
+    /// The RabbitMQ routing key: `group.<id>.<kind>` or `notify.<group>`, so a replica routes an
+    /// event it receives without parsing its body.
+    pub fn routing_key(&self) -> String {
+        match &self.target {
+            Target::Group(group, kind) => format!("group.{}.{}", group.get(), kind.as_str()),
+            Target::Notify(group) => format!("notify.{}", group.as_str()),
+        }
+    }
+
+    /// An event received from the broker; `None` for a key or body this version does not know.
+    pub fn received(routing_key: &str, body: Vec<u8>) -> Option<Self> {
+        let target = if let Some(rest) = routing_key.strip_prefix("group.") {
+            let (id, kind) = rest.split_once('.')?;
+            let id = json::digits(id).filter(|&n| n > 0)?;
+            Target::Group(GroupId(id), EventKind::parse(kind)?)
+        } else {
+            Target::Notify(NotifyGroup::parse(routing_key.strip_prefix("notify.")?)?)
+        };
+        let frame = ByteString::try_from(ntex::util::Bytes::from(body)).ok()?;
+        Some(Self { target, frame })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_message_of_one_to_2048_characters_is_accepted() {
+        for content in ["x", &"é".repeat(2048)] {
+            let raw =
+                serde_json::json!({"userId": 1, "groupId": "2", "content": content}).to_string();
+            let m = NewMessage::parse(&mut body(&raw)).unwrap();
+            assert_eq!(
+                (m.sender.get(), m.group.get(), m.content.as_str()),
+                (1, 2, content)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_messages_name_their_field() {
+        let cases = [
+            (r#"{"userId":1,"groupId":2,"content":""}"#, "content"),
+            (r#"{"userId":1,"groupId":2}"#, "content"),
+            (r#"{"userId":1,"groupId":2,"content":7}"#, "content"),
+            (
+                r#"{"userId":1,"groupId":2,"content":"a\u0000b"}"#,
+                "content",
+            ),
+            (r#"{"userId":0,"groupId":2,"content":"x"}"#, "userId"),
+            (r#"{"groupId":2,"content":"x"}"#, "userId"),
+            (r#"{"userId":1,"groupId":"x","content":"x"}"#, "groupId"),
+            (r#"{"userId":1,"groupId":2.5,"content":"x"}"#, "groupId"),
+        ];
+        for (raw, field) in cases {
+            match NewMessage::parse(&mut body(raw)) {
+                Err(ChatError::Invalid(i)) => assert_eq!(i.field, field, "{raw}"),
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+        let long = serde_json::json!({"userId": 1, "groupId": 2, "content": "x".repeat(2049)});
+        assert!(NewMessage::parse(&mut body(&long.to_string())).is_err());
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_is_malformed() {
+        for raw in ["", "x", "[1]", "{"] {
+            assert!(
+                matches!(
+                    NewMessage::parse(&mut body(raw)),
+                    Err(ChatError::Malformed(_))
+                ),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_group_drops_repeated_members_and_bounds_its_cap() {
+        let g = NewGroup::parse(&mut body(
+            r#"{"groupName":"g","creatorId":3,"members":["bob","bob","carol"],"maxMembers":2}"#,
+        ))
+        .unwrap();
+        assert_eq!(g.members, ["bob", "carol"]);
+        assert_eq!(g.max_members, Some(2));
+        for bad in [
+            r#"{"groupName":"g","creatorId":3,"maxMembers":0}"#,
+            r#"{"groupName":"g","creatorId":3,"maxMembers":10001}"#,
+            r#"{"groupName":"","creatorId":3}"#,
+            r#"{"groupName":"g","creatorId":3,"members":[1]}"#,
+            r#"{"groupName":"g"}"#,
+        ] {
+            assert!(
+                matches!(NewGroup::parse(&mut body(bad)), Err(ChatError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_from_one_to_sixty() {
+        let secs = |q: &str| UserPoll::parse(q).map(|p| p.timeout.as_secs());
+        assert_eq!(secs("user_id=1").unwrap(), 25);
+        assert_eq!(secs("user_id=1&timeout=60").unwrap(), 60);
+        assert_eq!(secs("user_id=1&timeout=1").unwrap(), 1);
+        for bad in [
+            "user_id=1&timeout=0",
+            "user_id=1&timeout=61",
+            "user_id=1&timeout=1.5",
+            "timeout=5",
+        ] {
+            assert!(
+                matches!(UserPoll::parse(bad), Err(ChatError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_pages_default_to_fifty_and_refuse_more_than_two_hundred() {
+        let q = MessagesQuery::parse("groupId=7").unwrap();
+        assert_eq!((q.group.get(), q.before, q.limit), (7, None, 50));
+        let q = MessagesQuery::parse("groupId=7&before=9&limit=200").unwrap();
+        assert_eq!((q.before.map(MessageId::get), q.limit), (Some(9), 200));
+        for bad in [
+            "",
+            "groupId=x",
+            "groupId=7&limit=201",
+            "groupId=7&limit=0",
+            "groupId=7&before=-1",
+        ] {
+            assert!(
+                matches!(MessagesQuery::parse(bad), Err(ChatError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notify_all_reaches_every_group_and_a_name_only_its_own() {
+        let all = NotifyGroup::parse("all").unwrap();
+        let ops = NotifyGroup::parse("ops").unwrap();
+        assert!(all.reaches("ops") && all.reaches("all"));
+        assert!(ops.reaches("ops") && !ops.reaches("all") && !ops.reaches("dev"));
+        for bad in ["", "a b", "x/y", &"a".repeat(65)] {
+            assert!(NotifyGroup::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_event_survives_its_trip_through_the_broker() {
+        let member = Member {
+            id: 5,
+            username: "bob \"the\" builder".into(),
+        };
+        for sent in [
+            Event::message_created(GroupId(9), r#"{"id":1}"#),
+            Event::message_deleted(GroupId(9), MessageId(3)),
+            Event::member_joined(GroupId(9), &member),
+            Event::notify(NotifyGroup::parse("all").unwrap()),
+        ] {
+            let frame: serde_json::Value = serde_json::from_str(&sent.frame).unwrap();
+            assert!(frame["type"].is_string());
+            let got = Event::received(&sent.routing_key(), sent.frame.as_bytes().to_vec()).unwrap();
+            assert_eq!((got.target, &*got.frame), (sent.target, &*sent.frame));
+        }
+        assert!(Event::received("group.x.message.created", b"{}".to_vec()).is_none());
+        assert!(Event::received("group.1.unknown", b"{}".to_vec()).is_none());
+        assert!(Event::received("people", b"{}".to_vec()).is_none());
+        assert!(Event::received("notify.all", vec![0xff]).is_none());
+    }
+}

@@ -1,0 +1,38 @@
+//! One open room socket (`/ws/updates/{groupId}`): the server speaks, the client listens. Every
+//! event of the group reaches it through the worker's [`Hub`](super::hub::Hub); client frames
+//! other than ping and close are ignored (SPEC §5).
+use std::convert::Infallible;
+
+use ntex::service::{Service, ServiceCtx};
+use ntex::web::ws::{Frame, Message};
+
+use super::hub::RoomSeat;
+
+pub struct RoomSession {
+    // Dropped with the session, however the connection ended: leaves the room.
+    _seat: RoomSeat,
+}
+
+impl RoomSession {
+    pub fn new(seat: RoomSeat) -> Self {
+        Self { _seat: seat }
+    }
+}
+
+impl Service<Frame> for RoomSession {
+    type Response = Option<Message>;
+    type Error = Infallible;
+
+    async fn call(
+        &self,
+        frame: Frame,
+        _: ServiceCtx<'_, Self>,
+    ) -> Result<Option<Message>, Infallible> {
+        Ok(match frame {
+            Frame::Ping(payload) => Some(Message::Pong(payload)),
+            // Echoing the close completes the handshake; ntex then closes the connection.
+            Frame::Close(reason) => Some(Message::Close(reason)),
+            Frame::Text(_) | Frame::Binary(_) | Frame::Continuation(_) | Frame::Pong(_) => None,
+        })
+    }
+}

@@ -1,0 +1,407 @@
+//! The users domain's types (SPEC §4), parsed once at the edge: a [`NewUser`], a
+//! [`Registration`], a [`Credentials`] pair or a [`UserUpdate`] cannot hold an empty password, a
+//! malformed email or an over-long field. The status rule lives here and in [`UsersError`]: a body
+//! that is not a JSON object is 400; a missing, null, mistyped or out-of-range field is 422
+//! naming the field.
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use simd_json::borrowed::Object;
+use utoipa::ToSchema;
+
+use crate::json::{self, WrongType};
+
+/// Longest username, in characters: a username defaults to the email, so it fits one.
+const USERNAME_MAX: usize = 254;
+/// Longest display name, in characters.
+const NAME_MAX: usize = 100;
+/// Longest email (RFC 5321's path limit).
+const EMAIL_MAX: usize = 254;
+/// Longest password, in characters. Argon2 takes any length; the bound keeps one request from
+/// making the hasher chew on 64 KiB.
+const PASSWORD_MAX: usize = 256;
+
+/// What can go wrong with users; [`From<UsersError> for ApiError`](crate::error::ApiError) in
+/// `users/mod.rs` gives each its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// 400: the body is not one JSON object.
+    #[error("malformed body: {0}")]
+    Malformed(&'static str),
+    /// 422: a field is missing, of the wrong type, or out of range.
+    #[error("invalid {}: {}", .0.field, .0.message)]
+    Invalid(Invalid),
+    /// 400: a malformed query parameter (`limit`, `offset`).
+    #[error("bad query {}: {}", .0.field, .0.message)]
+    BadQuery(Invalid),
+    /// 409: another user has this username.
+    #[error("username already taken")]
+    UsernameTaken,
+    /// 409: another user has this email.
+    #[error("email already taken")]
+    EmailTaken,
+    /// 404: no such user.
+    #[error("user not found")]
+    NotFound,
+    /// 401: `/login` with a username and password that do not match.
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// 401: no bearer token, or one that is malformed, forged or expired.
+    #[error("missing, invalid or expired token")]
+    Unauthenticated,
+    /// 403: the token's user may not act on this user.
+    #[error("the token's user may only change itself")]
+    Forbidden,
+    /// 503: PostgreSQL could not be reached, or the password hasher is gone.
+    #[error("users store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500: PostgreSQL answered something this code does not expect.
+    #[error("users query failed")]
+    Database(#[source] tokio_postgres::Error),
+}
+
+/// Which input was wrong and why, in words fit for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+const fn invalid(field: &'static str, message: &'static str) -> UsersError {
+    UsersError::Invalid(Invalid { field, message })
+}
+
+/// A user id: a positive 64-bit number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(i64);
+
+impl UserId {
+    /// From a path segment: anything but a positive number is a user that cannot exist (404).
+    pub fn parse_path(s: &str) -> Result<Self, UsersError> {
+        json::digits(s)
+            .filter(|&n| n > 0)
+            .map(Self)
+            .ok_or(UsersError::NotFound)
+    }
+
+    /// From a number that is positive already (the database's ids, a verified token's).
+    pub const fn from_db(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// Field `key` of a body as a user id: a positive number or a string of digits.
+    pub fn field(fields: &Object<'_>, key: &'static str) -> Result<Option<Self>, Invalid> {
+        match json::opt_id(fields, key) {
+            Ok(None) => Ok(None),
+            Ok(Some(n)) if n > 0 => Ok(Some(Self(n))),
+            _ => Err(Invalid {
+                field: key,
+                message: "must be a positive whole number",
+            }),
+        }
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// 1–254 characters, none of them control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+/// A display name: 1–100 characters, none of them control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+/// `local@domain.tld`, at most 254 characters, no spaces; kept lowercased so uniqueness is
+/// case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+/// 1–256 characters. Never logged: its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
+/// Characters from 1 to `max`, no control characters (they break logs and clients alike).
+fn text(s: &str, max: usize) -> bool {
+    let mut chars = 0;
+    for c in s.chars() {
+        if c.is_control() {
+            return false;
+        }
+        chars += 1;
+    }
+    (1..=max).contains(&chars)
+}
+
+impl Username {
+    pub fn parse(s: &str) -> Option<Self> {
+        (text(s, USERNAME_MAX) && !s.trim().is_empty()).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Name {
+    pub fn parse(s: &str) -> Option<Self> {
+        (text(s, NAME_MAX) && !s.trim().is_empty()).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Email {
+    /// A deliberately plain check — one `@`, something before it, a dotted domain after it, no
+    /// whitespace — since only a sent mail proves an address; this catches typos like `bob`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() > EMAIL_MAX || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
+        let (local, domain) = s.split_once('@')?;
+        let domain_ok = !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..");
+        (!local.is_empty() && domain_ok).then(|| Self(s.to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Password {
+    pub fn parse(s: &str) -> Option<Self> {
+        (1..=PASSWORD_MAX)
+            .contains(&s.chars().count())
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Reads field `key` with `parse`; `None` when absent or null.
+fn optional<T>(
+    fields: &Object<'_>,
+    key: &'static str,
+    parse: fn(&str) -> Option<T>,
+    message: &'static str,
+) -> Result<Option<T>, UsersError> {
+    match json::opt_str(fields, key) {
+        Ok(None) => Ok(None),
+        Ok(Some(s)) => parse(s).map(Some).ok_or(invalid(key, message)),
+        Err(WrongType) => Err(invalid(key, "must be a string")),
+    }
+}
+
+fn required<T>(
+    fields: &Object<'_>,
+    key: &'static str,
+    parse: fn(&str) -> Option<T>,
+    message: &'static str,
+) -> Result<T, UsersError> {
+    optional(fields, key, parse, message)?.ok_or(invalid(key, "is required"))
+}
+
+const USERNAME_RULE: &str = "must be 1-254 characters, not blank, no control characters";
+const NAME_RULE: &str = "must be 1-100 characters, not blank, no control characters";
+const EMAIL_RULE: &str = "must be an email address like name@example.com";
+const PASSWORD_RULE: &str = "must be 1-256 characters";
+
+fn fields(body: &mut [u8]) -> Result<Object<'_>, UsersError> {
+    json::object(body).map_err(UsersError::Malformed)
+}
+
+/// `POST /users`: `{"name","email","password","username"?}`; the username defaults to the
+/// email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: Username,
+    pub name: Name,
+    pub email: Option<Email>,
+    pub password: Password,
+}
+
+impl NewUser {
+    pub fn parse(body: &mut [u8]) -> Result<Self, UsersError> {
+        let f = fields(body)?;
+        let name = required(&f, "name", Name::parse, NAME_RULE)?;
+        let email = required(&f, "email", Email::parse, EMAIL_RULE)?;
+        let password = required(&f, "password", Password::parse, PASSWORD_RULE)?;
+        let username = match optional(&f, "username", Username::parse, USERNAME_RULE)? {
+            Some(username) => username,
+            None => Username(email.0.clone()),
+        };
+        Ok(Self {
+            username,
+            name,
+            email: Some(email),
+            password,
+        })
+    }
+}
+
+/// `POST /register`: `{"username","password"}`. The user's name is its username, and it has no
+/// email.
+pub struct Registration;
+
+impl Registration {
+    pub fn parse(body: &mut [u8]) -> Result<NewUser, UsersError> {
+        let f = fields(body)?;
+        let username = required(&f, "username", Username::parse, USERNAME_RULE)?;
+        let password = required(&f, "password", Password::parse, PASSWORD_RULE)?;
+        // A username is at most 254 characters, a name 100: the name is cut, never refused.
+        let name: String = username.0.chars().take(NAME_MAX).collect();
+        Ok(NewUser {
+            name: Name(name),
+            username,
+            email: None,
+            password,
+        })
+    }
+}
+
+/// `POST /login`: `{"username","password"}`. Only presence is checked: a wrong pair is a 401,
+/// whatever its shape.
+#[derive(Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Password,
+}
+
+impl Credentials {
+    pub fn parse(body: &mut [u8]) -> Result<Self, UsersError> {
+        let f = fields(body)?;
+        let username = required(&f, "username", |s| Some(s.to_owned()), "")?;
+        let password = required(&f, "password", Password::parse, PASSWORD_RULE)?;
+        Ok(Self { username, password })
+    }
+}
+
+/// `PUT /users/{id}`: any of `name`, `email`, `username`, `password`; at least one.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    pub username: Option<Username>,
+    pub name: Option<Name>,
+    pub email: Option<Email>,
+    pub password: Option<Password>,
+}
+
+impl UserUpdate {
+    pub fn parse(body: &mut [u8]) -> Result<Self, UsersError> {
+        let f = fields(body)?;
+        let update = Self {
+            username: optional(&f, "username", Username::parse, USERNAME_RULE)?,
+            name: optional(&f, "name", Name::parse, NAME_RULE)?,
+            email: optional(&f, "email", Email::parse, EMAIL_RULE)?,
+            password: optional(&f, "password", Password::parse, PASSWORD_RULE)?,
+        };
+        if update.username.is_none()
+            && update.name.is_none()
+            && update.email.is_none()
+            && update.password.is_none()
+        {
+            return Err(invalid(
+                "body",
+                "give at least one of name, email, username, password",
+            ));
+        }
+        Ok(update)
+    }
+}
+
+/// Default and largest page of `GET /users`.
+pub const PAGE_DEFAULT: i64 = 50;
+pub const PAGE_MAX: i64 = 200;
+
+/// `GET /users?limit=&offset=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl PageQuery {
+    pub fn parse(query: &str) -> Result<Self, UsersError> {
+        let mut page = Self {
+            limit: PAGE_DEFAULT,
+            offset: 0,
+        };
+        let bad = |field, message| UsersError::BadQuery(Invalid { field, message });
+        let pairs =
+            json::query_pairs(query).ok_or(bad("query", "must be a URL-encoded query string"))?;
+        for (key, value) in &pairs {
+            match key.as_str() {
+                "limit" => {
+                    page.limit = json::digits(value)
+                        .filter(|n| (1..=PAGE_MAX).contains(n))
+                        .ok_or(bad("limit", "must be a whole number from 1 to 200"))?
+                }
+                "offset" => {
+                    page.offset =
+                        json::digits(value).ok_or(bad("offset", "must be a whole number from 0"))?
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// A user as every answer shows it; the password hash never leaves the store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct User {
+    #[schema(example = 1)]
+    pub id: i64,
+    #[schema(example = "alice")]
+    pub username: String,
+    #[schema(example = "Alice Liddell")]
+    pub name: String,
+    /// `null` for users made by `/register`.
+    #[schema(example = "alice@example.com")]
+    pub email: Option<String>,
+    #[schema(value_type = String, format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
+    #[serde(serialize_with = "json::rfc3339_micros")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<User>,
+}
+
+/// `POST /register`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    #[schema(example = 1)]
+    pub user_id: i64,
+    #[schema(example = "User created successfully")]
+    pub message: &'static str,
+}
+
+/// `POST /login`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedIn {
+    #[schema(example = 1)]
+    pub user_id: i64,
+    /// Send it as `Authorization: Bearer <token>` (or `?token=` on WebSocket and long-poll
+    /// routes).
+    pub token: String,
+    /// When the token stops being accepted (RFC 3339, UTC).
+    #[schema(example = "2024-01-18T02:34:41.000000Z")]
+    pub expires_at: String,
+}
