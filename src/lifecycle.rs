@@ -90,6 +90,11 @@ impl Shutdown {
         self.0.requests.enter()
     }
 
+    /// Requests being handled now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.0.requests.running.load(Ordering::SeqCst)
+    }
+
     /// Waits until no request is being handled, or `limit` has passed; true if none is.
     pub async fn requests_done(&self, limit: Duration) -> bool {
         self.0.requests.none_within(limit).await

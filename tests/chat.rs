@@ -492,3 +492,40 @@ fn create_chat_acts_only_as_the_token_user_and_warns_about_unknown_members() {
         422
     );
 }
+
+#[test]
+fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
+    let app = app();
+    let alice = person(&app, "alice");
+    group(&app, &alice, &[], None);
+    let user_poll = app.url(&format!("/subscribe/user?user_id={}&timeout=60", alice.id));
+    // A group of its own: the notify test of this binary sends `/notify/all` meanwhile.
+    let status_poll = app.url(&format!("/subscribe/status?group={}&timeout=60", unique("g")));
+    std::thread::scope(|s| {
+        let polls = [
+            s.spawn(|| call("GET", &user_poll, Some(&alice.token), None)),
+            s.spawn(|| call("GET", &status_poll, None, None)),
+        ];
+        // Both requests are inside (and waiting) once the process counts them as in flight.
+        let started = Instant::now();
+        while app.shared.shutdown.requests_in_flight() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the polls never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let signalled = Instant::now();
+        app.shared.shutdown.signal();
+        for poll in polls {
+            let (status, body) = poll.join().unwrap();
+            assert_eq!(status, 204, "{body}");
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            signalled.elapsed()
+        );
+    });
+}

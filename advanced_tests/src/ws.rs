@@ -1,4 +1,4 @@
-//! A small blocking WebSocket client for the Fibonacci tests (tungstenite over plain TCP),
+//! A small blocking WebSocket client for the Fibonacci and chat tests (tungstenite over plain TCP),
 //! with a read timeout so a silent server fails the test instead of hanging it.
 use std::net::TcpStream;
 use std::time::Duration;
@@ -11,13 +11,18 @@ pub type Socket = tungstenite::WebSocket<TcpStream>;
 
 /// Opens `ws://host:port/ws/fibonacci/{username}` on `base` (an `http://host:port` URL).
 pub fn connect(base: &str, username: &str) -> Result<Socket, tungstenite::Error> {
+    open(base, &format!("/ws/fibonacci/{username}"))
+}
+
+/// Opens the WebSocket at `path` (query included) on `base` (an `http://host:port` URL).
+pub fn open(base: &str, path: &str) -> Result<Socket, tungstenite::Error> {
     let authority = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let stream = TcpStream::connect(&authority).map_err(tungstenite::Error::Io)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let url = format!("ws://{authority}/ws/fibonacci/{username}");
+    let url = format!("ws://{authority}{path}");
     match tungstenite::client(url, stream) {
         Ok((socket, _)) => Ok(socket),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
