@@ -1,6 +1,7 @@
-//! The one place an error becomes an HTTP answer. Every domain error converts into [`ApiError`]
-//! here, with the status SPEC.md names and a JSON body `{"error": …}`; driver and broker text
-//! goes to the log, never to the client.
+//! What every error becomes on its way to the client: an [`ApiError`], a status SPEC.md names
+//! and a JSON body `{"error": …}`; driver and broker text goes to the log, never to the client.
+//! Each domain converts its own error type into it (`impl From<PeopleError> for ApiError` in
+//! `people/mod.rs`, and so on), so this module stays at the bottom and imports no domain.
 use std::borrow::Cow;
 
 use ntex::http::{header, StatusCode};
@@ -135,43 +136,6 @@ impl web::error::WebResponseError for ApiError {
     }
 }
 
-impl From<crate::ops::OpsError> for ApiError {
-    fn from(e: crate::ops::OpsError) -> Self {
-        use crate::ops::OpsError;
-        match e {
-            OpsError::Unauthorized => Self::from_static(
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"missing or wrong admin token"}"#,
-            ),
-            OpsError::AdminDisabled => Self::from_static(
-                StatusCode::FORBIDDEN,
-                r#"{"error":"admin routes are disabled: no ADMIN_TOKEN configured"}"#,
-            ),
-        }
-    }
-}
-
-impl From<crate::fib::FibError> for ApiError {
-    fn from(e: crate::fib::FibError) -> Self {
-        use crate::fib::FibError;
-        match e {
-            FibError::InvalidUsername => Self::from_static(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"username must be 1-32 characters of A-Z a-z 0-9 _ . -"}"#,
-            ),
-            FibError::Handshake => Self::from_static(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"expected a WebSocket upgrade request"}"#,
-            ),
-            FibError::ShuttingDown => Self::from_static(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"error":"server shutting down"}"#,
-            ),
-            FibError::Store(cause) => Self::unavailable("connected users store", &cause),
-        }
-    }
-}
-
 /// The shape of every error body, for the OpenAPI document (the bodies themselves are built
 /// by [`ApiError`]).
 #[derive(utoipa::ToSchema)]
@@ -241,71 +205,6 @@ async fn discard(mut payload: web::types::Payload) {
 /// How much of a refused body is drained before the connection is given up on (nginx in front
 /// refuses bodies over 128 KiB itself, so only direct clients get this far).
 const MAX_DISCARDED_BYTES: usize = 1024 * 1024;
-
-impl From<crate::people::PeopleError> for ApiError {
-    fn from(e: crate::people::PeopleError) -> Self {
-        use crate::people::PeopleError as P;
-        let invalid = |status, i: crate::people::model::Invalid| {
-            if i.field == "body" {
-                Self::new(status, i.reason)
-            } else {
-                Self::field(status, i.field, format!("{} {}", i.field, i.reason))
-            }
-        };
-        match e {
-            P::Malformed(i) => invalid(StatusCode::BAD_REQUEST, i),
-            P::Unprocessable(i) => invalid(StatusCode::UNPROCESSABLE_ENTITY, i),
-            P::DuplicateApelido => Self::from_static(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r#"{"error":"apelido already taken","field":"apelido"}"#,
-            ),
-            P::NotFound => Self::not_found(),
-            P::MissingTerm => Self::from_static(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"query parameter t is required","field":"t"}"#,
-            ),
-            P::BadQuery => Self::from_static(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"malformed query string"}"#,
-            ),
-            P::Redis(_)
-            | P::RedisPool(_)
-            | P::Postgres(_)
-            | P::PostgresPool(_)
-            | P::Broker(_)
-            | P::Refused
-            | P::NotConfirmed(_) => Self::unavailable("people storage", &e),
-        }
-    }
-}
-
-impl From<crate::accounts::AccountsError> for ApiError {
-    fn from(e: crate::accounts::AccountsError) -> Self {
-        use crate::accounts::AccountsError as E;
-        match e {
-            E::UnknownAccount => {
-                Self::from_static(StatusCode::NOT_FOUND, r#"{"error":"account not found"}"#)
-            }
-            E::UnknownTransaction => Self::from_static(
-                StatusCode::NOT_FOUND,
-                r#"{"error":"transaction not found"}"#,
-            ),
-            E::InsufficientLimit => Self::from_static(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r#"{"error":"insufficient limit"}"#,
-            ),
-            E::BalanceOverflow => Self::from_static(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r#"{"error":"the balance would overflow"}"#,
-            ),
-            E::Invalid(i) => Self::field(StatusCode::UNPROCESSABLE_ENTITY, i.field, i.message),
-            E::BadQuery(i) => Self::field(StatusCode::BAD_REQUEST, i.field, i.message),
-            E::Unavailable(ref cause) => Self::unavailable("PostgreSQL", cause.as_ref()),
-            E::Database(ref cause) => Self::internal("accounts query", cause),
-            E::Corrupt => Self::internal("accounts row", &e),
-        }
-    }
-}
 
 /// JSON 404 for every path no domain claims.
 pub async fn not_found() -> HttpResponse {

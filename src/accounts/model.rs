@@ -5,8 +5,11 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use ntex::http::StatusCode;
 use ntex::util::{BufMut, BytesMut};
 use simd_json::{BorrowedValue, StaticNode};
+
+use crate::error::ApiError;
 
 /// What can go wrong in this domain; `error.rs` turns each variant into its HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -582,6 +585,35 @@ pub struct PageDoc {
     /// The cursor for the next page (pass it as `before`), `null` on the last page.
     #[schema(example = "1234")]
     next: Option<String>,
+}
+
+/// Each variant's answer, with the status SPEC names.
+impl From<AccountsError> for ApiError {
+    fn from(e: AccountsError) -> Self {
+        use AccountsError as E;
+        match e {
+            E::UnknownAccount => {
+                ApiError::from_static(StatusCode::NOT_FOUND, r#"{"error":"account not found"}"#)
+            }
+            E::UnknownTransaction => ApiError::from_static(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"transaction not found"}"#,
+            ),
+            E::InsufficientLimit => ApiError::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"insufficient limit"}"#,
+            ),
+            E::BalanceOverflow => ApiError::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"the balance would overflow"}"#,
+            ),
+            E::Invalid(i) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, i.field, i.message),
+            E::BadQuery(i) => ApiError::field(StatusCode::BAD_REQUEST, i.field, i.message),
+            E::Unavailable(ref cause) => ApiError::unavailable("PostgreSQL", cause.as_ref()),
+            E::Database(ref cause) => ApiError::internal("accounts query", cause),
+            E::Corrupt => ApiError::internal("accounts row", &e),
+        }
+    }
 }
 
 #[cfg(test)]

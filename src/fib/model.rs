@@ -3,6 +3,9 @@
 //! ([`FibRequest`]), what a frame can get wrong ([`InvalidFrame`], answered on the socket), and
 //! what can stop an HTTP request ([`FibError`], mapped to a status in `error.rs`).
 use chrono::{DateTime, Utc};
+use ntex::http::StatusCode;
+
+use crate::error::ApiError;
 
 /// The longest username SPEC §6 allows.
 const USERNAME_MAX_CHARS: usize = 32;
@@ -125,6 +128,27 @@ pub struct ConnectedUser {
 pub struct ConnectedUsers {
     pub users: Vec<ConnectedUser>,
     pub count: usize,
+}
+
+/// Each variant's answer, with the status SPEC names.
+impl From<FibError> for ApiError {
+    fn from(e: FibError) -> Self {
+        match e {
+            FibError::InvalidUsername => ApiError::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"username must be 1-32 characters of A-Z a-z 0-9 _ . -"}"#,
+            ),
+            FibError::Handshake => ApiError::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"expected a WebSocket upgrade request"}"#,
+            ),
+            FibError::ShuttingDown => ApiError::from_static(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"server shutting down"}"#,
+            ),
+            FibError::Store(cause) => ApiError::unavailable("connected users store", &cause),
+        }
+    }
 }
 
 #[cfg(test)]

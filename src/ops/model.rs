@@ -4,9 +4,12 @@
 //! OpenAPI schemas come from these types) and the admin bearer check of `/fall`, `/revive`.
 use std::sync::Arc;
 
+use ntex::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
+
+use crate::error::ApiError;
 
 /// `GET /`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,6 +116,22 @@ impl Liveness {
     /// A receiver that wakes on every later change.
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.0.subscribe()
+    }
+}
+
+/// Each variant's answer, with the status SPEC names.
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::Unauthorized => ApiError::from_static(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"missing or wrong admin token"}"#,
+            ),
+            OpsError::AdminDisabled => ApiError::from_static(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"admin routes are disabled: no ADMIN_TOKEN configured"}"#,
+            ),
+        }
     }
 }
 

@@ -10,11 +10,13 @@ pub mod store;
 
 use std::time::Duration;
 
+use ntex::http::StatusCode;
 use uuid::Uuid;
 
 pub use routes::{configure, Api};
 pub use store::Publisher;
 
+use crate::error::ApiError;
 use crate::server::AppState;
 use model::{Invalid, InvalidKind, NewPerson, Person};
 
@@ -172,5 +174,43 @@ pub async fn observe_backlog(state: &AppState) {
             tracing::warn!(error = %crate::error::ErrorChain(&e), "people backlog unreadable")
         }
         Err(_) => tracing::warn!(limit = ?BACKLOG_READ_LIMIT, "people backlog read timed out"),
+    }
+}
+
+/// Each variant's answer, with the status SPEC names.
+impl From<PeopleError> for ApiError {
+    fn from(e: PeopleError) -> Self {
+        use PeopleError as P;
+        let invalid = |status, i: Invalid| {
+            if i.field == "body" {
+                ApiError::new(status, i.reason)
+            } else {
+                ApiError::field(status, i.field, format!("{} {}", i.field, i.reason))
+            }
+        };
+        match e {
+            P::Malformed(i) => invalid(StatusCode::BAD_REQUEST, i),
+            P::Unprocessable(i) => invalid(StatusCode::UNPROCESSABLE_ENTITY, i),
+            P::DuplicateApelido => ApiError::from_static(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"apelido already taken","field":"apelido"}"#,
+            ),
+            P::NotFound => ApiError::not_found(),
+            P::MissingTerm => ApiError::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"query parameter t is required","field":"t"}"#,
+            ),
+            P::BadQuery => ApiError::from_static(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"malformed query string"}"#,
+            ),
+            P::Redis(_)
+            | P::RedisPool(_)
+            | P::Postgres(_)
+            | P::PostgresPool(_)
+            | P::Broker(_)
+            | P::Refused
+            | P::NotConfirmed(_) => ApiError::unavailable("people storage", &e),
+        }
     }
 }
