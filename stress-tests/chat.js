@@ -13,6 +13,7 @@
 import http from 'k6/http';
 import ws from 'k6/ws';
 import { check, sleep } from 'k6';
+import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 
 const SOCKETS = parseInt(__ENV.SOCKETS || '200', 10);
@@ -41,6 +42,7 @@ const socketsLost = new Counter('sockets_closed_early');
 const posted = new Counter('posted');
 const postFailed = new Counter('post_failed');
 const delivered = new Counter('delivered');
+const duplicates = new Counter('duplicate_deliveries');
 const latency = new Trend('delivery_latency', true);
 const latencySame = new Trend('delivery_latency_same_replica', true);
 const latencyCross = new Trend('delivery_latency_cross_replica', true);
@@ -69,6 +71,7 @@ export const options = {
   thresholds: {
     sockets_closed_early: ['count==0'],
     post_failed: ['count==0'],
+    duplicate_deliveries: ['count==0'],
   },
   summaryTrendStats: ['avg', 'p(50)', 'p(95)', 'p(99)', 'max'],
 };
@@ -106,15 +109,21 @@ export function setup() {
 // One room socket: room (VU mod ROOMS), replica (VU mod replicas), held until the posters are
 // done and their last messages had time to arrive.
 export function subscribe(data) {
-  const vu = __VU - 1;
+  // 0 … SOCKETS-1 within this scenario (__VU also numbers the posters' VUs, so it is not).
+  const vu = exec.scenario.iterationInTest;
   const room = data.rooms[vu % ROOMS];
   const user = data.users[vu % USERS];
-  const replica = vu % REPLICAS.length;
+  // Every room has sockets on every replica: rooms first, then replicas in turn.
+  const replica = Math.floor(vu / ROOMS) % REPLICAS.length;
   const url = `${REPLICAS[replica].replace(/^http/, 'ws')}/ws/updates/${room}?token=${user.token}`;
   // Stagger the opens over the first seconds so the replicas are not handed 2000 at once.
-  sleep((vu / SOCKETS) * (CONNECT_SECS / 2));
-  const holdMs = (CONNECT_SECS / 2 + POST_SECS + DRAIN_SECS) * 1000;
+  const stagger = (vu / SOCKETS) * (CONNECT_SECS / 2);
+  sleep(stagger);
+  // Open until the posters are done and their last messages had time to arrive, counted from
+  // the start of the run, whenever this socket opened.
+  const holdMs = (CONNECT_SECS + POST_SECS + DRAIN_SECS - stagger) * 1000;
   let closedByUs = false;
+  const seen = new Set();
   const res = ws.connect(url, null, (socket) => {
     socket.on('open', () => {
       socketsOpened.add(1);
@@ -124,6 +133,8 @@ export function subscribe(data) {
       const now = Date.now();
       const event = JSON.parse(text);
       if (event.type !== 'message.created') return;
+      if (seen.has(event.message.id)) { duplicates.add(1); return; }
+      seen.add(event.message.id);
       const sent = JSON.parse(event.message.content);
       delivered.add(1);
       const took = now - sent.t;
@@ -167,7 +178,7 @@ export function handleSummary(data) {
     `chat: ${SOCKETS} room sockets over ${ROOMS} rooms and ${REPLICAS.length} replicas, ${RATE} posts/s for ${POST_SECS} s`,
     `  sockets opened ${metric(data, 'sockets_opened', 'count')}, closed early ${metric(data, 'sockets_closed_early', 'count')}`,
     `  posts 201 ${sent}, failed ${metric(data, 'post_failed', 'count')}`,
-    `  deliveries ${got} of ${expected} expected, lost ${Math.max(0, expected - got)}, ${(got / POST_SECS).toFixed(0)} deliveries/s while posting`,
+    `  deliveries ${got} of ${expected} expected, lost ${Math.max(0, expected - got)}, unexpected ${Math.max(0, got - expected)}, duplicates ${metric(data, 'duplicate_deliveries', 'count')}, ${(got / POST_SECS).toFixed(0)} deliveries/s while posting`,
     `  post→receipt p50 ${ms('delivery_latency', 'p(50)')} ms, p95 ${ms('delivery_latency', 'p(95)')} ms, p99 ${ms('delivery_latency', 'p(99)')} ms, max ${ms('delivery_latency', 'max')} ms`,
     `    same replica   p50 ${ms('delivery_latency_same_replica', 'p(50)')} ms, p99 ${ms('delivery_latency_same_replica', 'p(99)')} ms`,
     `    cross replica  p50 ${ms('delivery_latency_cross_replica', 'p(50)')} ms, p99 ${ms('delivery_latency_cross_replica', 'p(99)')} ms`,

@@ -405,3 +405,107 @@ pub struct LoggedIn {
     #[schema(example = "2024-01-18T02:34:41.000000Z")]
     pub expires_at: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    fn field_of(e: UsersError) -> &'static str {
+        match e {
+            UsersError::Invalid(i) => i.field,
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_user_takes_its_email_as_username_lowercased() {
+        let u = NewUser::parse(&mut body(
+            r#"{"name":"Ana","email":"Ana@Example.COM","password":"x"}"#,
+        ))
+        .unwrap();
+        assert_eq!(u.username.as_str(), "ana@example.com");
+        assert_eq!(u.email.unwrap().as_str(), "ana@example.com");
+    }
+
+    #[test]
+    fn invalid_new_users_name_the_offending_field() {
+        let cases = [
+            (r#"{"name":"A","email":"a@b.co"}"#, "password"),
+            (r#"{"name":"A","email":"a@b.co","password":""}"#, "password"),
+            (r#"{"name":"A","email":"a@b.co","password":null}"#, "password"),
+            (r#"{"name":"A","email":"ab.co","password":"x"}"#, "email"),
+            (r#"{"name":"A","email":"a@b","password":"x"}"#, "email"),
+            (r#"{"name":"A","email":"a b@c.co","password":"x"}"#, "email"),
+            (r#"{"name":"A","email":"a@@b.co","password":"x"}"#, "email"),
+            (r#"{"name":"A","email":"@b.co","password":"x"}"#, "email"),
+            (r#"{"name":"","email":"a@b.co","password":"x"}"#, "name"),
+            (r#"{"name":"   ","email":"a@b.co","password":"x"}"#, "name"),
+            (r#"{"name":"a\u0007","email":"a@b.co","password":"x"}"#, "name"),
+            (r#"{"name":1,"email":"a@b.co","password":"x"}"#, "name"),
+            (r#"{"name":"A","email":"a@b.co","password":"x","username":""}"#, "username"),
+            (r#"{"name":"A","email":"a@b.co","password":"x","username":7}"#, "username"),
+        ];
+        for (raw, field) in cases {
+            assert_eq!(field_of(NewUser::parse(&mut body(raw)).unwrap_err()), field, "{raw}");
+        }
+        let long_name = format!(r#"{{"name":"{}","email":"a@b.co","password":"x"}}"#, "n".repeat(101));
+        assert_eq!(field_of(NewUser::parse(&mut body(&long_name)).unwrap_err()), "name");
+        let long_password = format!(r#"{{"name":"A","email":"a@b.co","password":"{}"}}"#, "p".repeat(257));
+        assert_eq!(field_of(NewUser::parse(&mut body(&long_password)).unwrap_err()), "password");
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let name = "é".repeat(100);
+        let raw = format!(r#"{{"name":"{name}","email":"a@b.co","password":"{}"}}"#, "ü".repeat(256));
+        assert!(NewUser::parse(&mut body(&raw)).is_ok());
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_is_malformed() {
+        for raw in ["", "null", "[]", "{", r#""x""#] {
+            assert!(matches!(NewUser::parse(&mut body(raw)), Err(UsersError::Malformed(_))), "{raw}");
+            assert!(matches!(Credentials::parse(&mut body(raw)), Err(UsersError::Malformed(_))), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_registration_names_the_user_after_its_username() {
+        let u = Registration::parse(&mut body(r#"{"username":"bob","password":"pw"}"#)).unwrap();
+        assert_eq!((u.username.as_str(), u.name.as_str(), u.email), ("bob", "bob", None));
+        let long = "u".repeat(254);
+        let u = Registration::parse(&mut body(&format!(r#"{{"username":"{long}","password":"pw"}}"#))).unwrap();
+        assert_eq!(u.name.as_str().chars().count(), 100);
+    }
+
+    #[test]
+    fn an_update_needs_at_least_one_field() {
+        assert_eq!(field_of(UserUpdate::parse(&mut body("{}")).unwrap_err()), "body");
+        let u = UserUpdate::parse(&mut body(r#"{"email":"X@Y.io"}"#)).unwrap();
+        assert_eq!(u.email.unwrap().as_str(), "x@y.io");
+    }
+
+    #[test]
+    fn pages_default_to_fifty_from_the_start_and_refuse_out_of_range_values() {
+        assert_eq!(PageQuery::parse("").unwrap(), PageQuery { limit: 50, offset: 0 });
+        assert_eq!(
+            PageQuery::parse("limit=200&offset=%33").unwrap(),
+            PageQuery { limit: 200, offset: 3 }
+        );
+        for bad in ["limit=0", "limit=201", "limit=-1", "offset=x", "offset=-5"] {
+            assert!(matches!(PageQuery::parse(bad), Err(UsersError::BadQuery(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids_in_paths_are_positive_numbers_or_unknown() {
+        assert_eq!(UserId::parse_path("42").unwrap().get(), 42);
+        for bad in ["0", "-1", "x", "", "1.5", "99999999999999999999"] {
+            assert!(matches!(UserId::parse_path(bad), Err(UsersError::NotFound)), "{bad}");
+        }
+    }
+}
