@@ -500,7 +500,10 @@ fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
     group(&app, &alice, &[], None);
     let user_poll = app.url(&format!("/subscribe/user?user_id={}&timeout=60", alice.id));
     // A group of its own: the notify test of this binary sends `/notify/all` meanwhile.
-    let status_poll = app.url(&format!("/subscribe/status?group={}&timeout=60", unique("g")));
+    let status_poll = app.url(&format!(
+        "/subscribe/status?group={}&timeout=60",
+        unique("g")
+    ));
     std::thread::scope(|s| {
         let polls = [
             s.spawn(|| call("GET", &user_poll, Some(&alice.token), None)),

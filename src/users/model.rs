@@ -436,7 +436,10 @@ mod tests {
         let cases = [
             (r#"{"name":"A","email":"a@b.co"}"#, "password"),
             (r#"{"name":"A","email":"a@b.co","password":""}"#, "password"),
-            (r#"{"name":"A","email":"a@b.co","password":null}"#, "password"),
+            (
+                r#"{"name":"A","email":"a@b.co","password":null}"#,
+                "password",
+            ),
             (r#"{"name":"A","email":"ab.co","password":"x"}"#, "email"),
             (r#"{"name":"A","email":"a@b","password":"x"}"#, "email"),
             (r#"{"name":"A","email":"a b@c.co","password":"x"}"#, "email"),
@@ -444,60 +447,121 @@ mod tests {
             (r#"{"name":"A","email":"@b.co","password":"x"}"#, "email"),
             (r#"{"name":"","email":"a@b.co","password":"x"}"#, "name"),
             (r#"{"name":"   ","email":"a@b.co","password":"x"}"#, "name"),
-            (r#"{"name":"a\u0007","email":"a@b.co","password":"x"}"#, "name"),
+            (
+                r#"{"name":"a\u0007","email":"a@b.co","password":"x"}"#,
+                "name",
+            ),
             (r#"{"name":1,"email":"a@b.co","password":"x"}"#, "name"),
-            (r#"{"name":"A","email":"a@b.co","password":"x","username":""}"#, "username"),
-            (r#"{"name":"A","email":"a@b.co","password":"x","username":7}"#, "username"),
+            (
+                r#"{"name":"A","email":"a@b.co","password":"x","username":""}"#,
+                "username",
+            ),
+            (
+                r#"{"name":"A","email":"a@b.co","password":"x","username":7}"#,
+                "username",
+            ),
         ];
         for (raw, field) in cases {
-            assert_eq!(field_of(NewUser::parse(&mut body(raw)).unwrap_err()), field, "{raw}");
+            assert_eq!(
+                field_of(NewUser::parse(&mut body(raw)).unwrap_err()),
+                field,
+                "{raw}"
+            );
         }
-        let long_name = format!(r#"{{"name":"{}","email":"a@b.co","password":"x"}}"#, "n".repeat(101));
-        assert_eq!(field_of(NewUser::parse(&mut body(&long_name)).unwrap_err()), "name");
-        let long_password = format!(r#"{{"name":"A","email":"a@b.co","password":"{}"}}"#, "p".repeat(257));
-        assert_eq!(field_of(NewUser::parse(&mut body(&long_password)).unwrap_err()), "password");
+        let long_name = format!(
+            r#"{{"name":"{}","email":"a@b.co","password":"x"}}"#,
+            "n".repeat(101)
+        );
+        assert_eq!(
+            field_of(NewUser::parse(&mut body(&long_name)).unwrap_err()),
+            "name"
+        );
+        let long_password = format!(
+            r#"{{"name":"A","email":"a@b.co","password":"{}"}}"#,
+            "p".repeat(257)
+        );
+        assert_eq!(
+            field_of(NewUser::parse(&mut body(&long_password)).unwrap_err()),
+            "password"
+        );
     }
 
     #[test]
     fn lengths_count_characters_not_bytes() {
         let name = "é".repeat(100);
-        let raw = format!(r#"{{"name":"{name}","email":"a@b.co","password":"{}"}}"#, "ü".repeat(256));
+        let raw = format!(
+            r#"{{"name":"{name}","email":"a@b.co","password":"{}"}}"#,
+            "ü".repeat(256)
+        );
         assert!(NewUser::parse(&mut body(&raw)).is_ok());
     }
 
     #[test]
     fn a_body_that_is_not_a_json_object_is_malformed() {
         for raw in ["", "null", "[]", "{", r#""x""#] {
-            assert!(matches!(NewUser::parse(&mut body(raw)), Err(UsersError::Malformed(_))), "{raw}");
-            assert!(matches!(Credentials::parse(&mut body(raw)), Err(UsersError::Malformed(_))), "{raw}");
+            assert!(
+                matches!(
+                    NewUser::parse(&mut body(raw)),
+                    Err(UsersError::Malformed(_))
+                ),
+                "{raw}"
+            );
+            assert!(
+                matches!(
+                    Credentials::parse(&mut body(raw)),
+                    Err(UsersError::Malformed(_))
+                ),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn a_registration_names_the_user_after_its_username() {
         let u = Registration::parse(&mut body(r#"{"username":"bob","password":"pw"}"#)).unwrap();
-        assert_eq!((u.username.as_str(), u.name.as_str(), u.email), ("bob", "bob", None));
+        assert_eq!(
+            (u.username.as_str(), u.name.as_str(), u.email),
+            ("bob", "bob", None)
+        );
         let long = "u".repeat(254);
-        let u = Registration::parse(&mut body(&format!(r#"{{"username":"{long}","password":"pw"}}"#))).unwrap();
+        let u = Registration::parse(&mut body(&format!(
+            r#"{{"username":"{long}","password":"pw"}}"#
+        )))
+        .unwrap();
         assert_eq!(u.name.as_str().chars().count(), 100);
     }
 
     #[test]
     fn an_update_needs_at_least_one_field() {
-        assert_eq!(field_of(UserUpdate::parse(&mut body("{}")).unwrap_err()), "body");
+        assert_eq!(
+            field_of(UserUpdate::parse(&mut body("{}")).unwrap_err()),
+            "body"
+        );
         let u = UserUpdate::parse(&mut body(r#"{"email":"X@Y.io"}"#)).unwrap();
         assert_eq!(u.email.unwrap().as_str(), "x@y.io");
     }
 
     #[test]
     fn pages_default_to_fifty_from_the_start_and_refuse_out_of_range_values() {
-        assert_eq!(PageQuery::parse("").unwrap(), PageQuery { limit: 50, offset: 0 });
+        assert_eq!(
+            PageQuery::parse("").unwrap(),
+            PageQuery {
+                limit: 50,
+                offset: 0
+            }
+        );
         assert_eq!(
             PageQuery::parse("limit=200&offset=%33").unwrap(),
-            PageQuery { limit: 200, offset: 3 }
+            PageQuery {
+                limit: 200,
+                offset: 3
+            }
         );
         for bad in ["limit=0", "limit=201", "limit=-1", "offset=x", "offset=-5"] {
-            assert!(matches!(PageQuery::parse(bad), Err(UsersError::BadQuery(_))), "{bad}");
+            assert!(
+                matches!(PageQuery::parse(bad), Err(UsersError::BadQuery(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -505,7 +569,10 @@ mod tests {
     fn user_ids_in_paths_are_positive_numbers_or_unknown() {
         assert_eq!(UserId::parse_path("42").unwrap().get(), 42);
         for bad in ["0", "-1", "x", "", "1.5", "99999999999999999999"] {
-            assert!(matches!(UserId::parse_path(bad), Err(UsersError::NotFound)), "{bad}");
+            assert!(
+                matches!(UserId::parse_path(bad), Err(UsersError::NotFound)),
+                "{bad}"
+            );
         }
     }
 }
