@@ -550,8 +550,8 @@ fn readiness_drops_a_fallen_replica_and_liveness_never_restarts_one() {
 
 #[test]
 fn the_resources_are_the_compose_budget() {
-    assert_budget(&arena_container(&api()), "api1");
-    assert_budget(&arena_container(&api()), "api2");
+    // compose's `api` service: one definition, its limits per replica as a pod's are.
+    assert_budget(&arena_container(&api()), "api");
     assert_budget(&arena_container(&inserter()), "inserter");
     for (statefulset, service) in [("db", "db"), ("redis", "redis"), ("rabbitmq", "rabbitmq")] {
         let set = object("StatefulSet", statefulset);
@@ -568,7 +568,7 @@ fn the_resources_are_the_compose_budget() {
 #[test]
 fn every_arena_container_runs_the_image_compose_builds() {
     let doc = compose();
-    let image = str_of(&doc["services"]["api1"]["image"], "compose's arena image");
+    let image = str_of(&doc["services"]["api"]["image"], "compose's arena image");
     for workload in [api(), inserter(), migrate()] {
         assert_eq!(arena_container(&workload)["image"], image);
     }
