@@ -150,6 +150,18 @@ pub struct Config {
     /// with 1 000 stuck clients to a quarter GiB of buffers.
     #[arg(long, env = "WS_MAX_PENDING_BYTES", default_value_t = 256 * 1024, global = true)]
     pub ws_max_pending_bytes: usize,
+    /// WebSockets (Fibonacci and chat rooms together) one replica holds open; an upgrade
+    /// beyond it is answered 503 before any socket exists, so a flood of connections meets a
+    /// clear refusal instead of the replica's memory limit. 5 000: a room socket costs ~5 KiB
+    /// and a Fibonacci socket ~30 KiB when busy, so 5 000 stay well inside a 60 MB replica
+    /// with room for the rest of its work.
+    #[arg(
+        long,
+        env = "WS_MAX_CONNECTIONS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub ws_max_connections: usize,
     /// Secret every replica signs and checks login tokens with (HMAC-SHA256, SPEC §4). Replicas
     /// must share it; unset, a fixed development secret is used and a warning logged, which is
     /// fine on one machine and wrong anywhere else.

@@ -79,6 +79,14 @@ impl ApiError {
         )
     }
 
+    /// 503 for an upgrade past `WS_MAX_CONNECTIONS` (both kinds of socket answer the same).
+    pub fn too_many_sockets() -> Self {
+        Self::from_static(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":"too many WebSocket connections on this replica"}"#,
+        )
+    }
+
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }

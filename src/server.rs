@@ -35,6 +35,8 @@ pub struct AppState {
     pub users: users::Users,
     /// This worker's chat subscribers (rooms, long-polls), fed by the process's fan-out.
     pub chat: chat::Hub,
+    /// The process's cap on open WebSockets.
+    pub ws_slots: crate::ws::Slots,
 }
 
 /// State shared by every worker of one process, built before the workers start.
@@ -48,6 +50,7 @@ pub struct Shared {
     pub users: users::Users,
     /// The process's RabbitMQ link for chat events (a thread of its own).
     pub fanout: chat::Fanout,
+    pub ws_slots: crate::ws::Slots,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Shared {
                 &config.chat_exchange,
                 shutdown.clone(),
             ),
+            ws_slots: crate::ws::Slots::new(config.ws_max_connections),
             config: Arc::new(config),
             liveness: Liveness::default(),
             shutdown,
@@ -88,6 +92,7 @@ impl Shared {
                 c.ws_max_pending_bytes,
             ),
             users: self.users.clone(),
+            ws_slots: self.ws_slots.clone(),
             pg,
             redis,
             liveness: self.liveness.clone(),

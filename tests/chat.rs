@@ -495,7 +495,12 @@ fn create_chat_acts_only_as_the_token_user_and_warns_about_unknown_members() {
 
 #[test]
 fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
-    let app = app();
+    // An exchange of its own: the notify test of this binary sends `/notify/all`, which wakes
+    // every status poll it reaches.
+    let mut config = migrated_config();
+    config.pg_pool_size = 4;
+    config.chat_exchange = unique("arena.chat.test");
+    let app = TestServer::start(config);
     let alice = person(&app, "alice");
     group(&app, &alice, &[], None);
     let user_poll = app.url(&format!("/subscribe/user?user_id={}&timeout=60", alice.id));
@@ -531,4 +536,45 @@ fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
             signalled.elapsed()
         );
     });
+}
+
+#[test]
+fn an_upgrade_past_ws_max_connections_is_503_and_a_closed_socket_frees_its_place() {
+    let mut config = migrated_config();
+    config.pg_pool_size = 4;
+    config.ws_max_connections = 2;
+    let app = TestServer::start(config);
+    let alice = person(&app, "alice");
+    let g = group(&app, &alice, &[], None);
+    let first = room(app.addr, g, &alice.token).expect("first socket");
+    let _second = room(app.addr, g, &alice.token).expect("second socket");
+    assert_eq!(
+        http_status(room(app.addr, g, &alice.token).unwrap_err()),
+        503
+    );
+    // Fibonacci sockets count against the same cap.
+    let fib = tungstenite::client(
+        format!("ws://{}/ws/fibonacci/alice", app.addr),
+        TcpStream::connect(app.addr).unwrap(),
+    );
+    match fib {
+        Err(tungstenite::HandshakeError::Failure(e)) => assert_eq!(http_status(e), 503),
+        _ => panic!("a Fibonacci socket past the cap was accepted"),
+    }
+    drop(first);
+    // The server notices the close a moment later; its place is then free again.
+    let started = Instant::now();
+    loop {
+        match room(app.addr, g, &alice.token) {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(http_status(e), 503);
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "the place never freed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }

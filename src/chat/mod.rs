@@ -86,6 +86,7 @@ impl From<ChatError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 r#"{"error":"expected a WebSocket upgrade request"}"#,
             ),
+            E::TooManySockets => Self::too_many_sockets(),
             E::ShuttingDown => Self::from_static(
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"error":"server shutting down"}"#,

@@ -71,6 +71,9 @@ pub enum ChatError {
     /// 400: `/ws/updates/…` without a WebSocket handshake.
     #[error("not a WebSocket handshake")]
     Handshake,
+    /// 503: this replica holds `WS_MAX_CONNECTIONS` sockets already.
+    #[error("too many WebSocket connections")]
+    TooManySockets,
     /// 503: the replica is stopping and takes no new sockets.
     #[error("shutting down")]
     ShuttingDown,

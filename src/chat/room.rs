@@ -9,13 +9,18 @@ use ntex::web::ws::{Frame, Message};
 use super::hub::RoomSeat;
 
 pub struct RoomSession {
-    // Dropped with the session, however the connection ended: leaves the room.
+    // Dropped with the session, however the connection ended: leaves the room and gives back
+    // its place under WS_MAX_CONNECTIONS.
     _seat: RoomSeat,
+    _slot: crate::ws::Slot,
 }
 
 impl RoomSession {
-    pub fn new(seat: RoomSeat) -> Self {
-        Self { _seat: seat }
+    pub fn new(seat: RoomSeat, slot: crate::ws::Slot) -> Self {
+        Self {
+            _seat: seat,
+            _slot: slot,
+        }
     }
 }
 

@@ -276,7 +276,7 @@ async fn delete_message_by_id(
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
         (status = 403, description = "not a member of the group", body = ErrorResponse),
         (status = 404, description = "no such group", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL unavailable, replica stopping or fallen", body = ErrorResponse)))]
+        (status = 503, description = "PostgreSQL unavailable, WS_MAX_CONNECTIONS sockets open, replica stopping or fallen", body = ErrorResponse)))]
 async fn updates(
     req: HttpRequest,
     state: web::types::State<AppState>,
@@ -290,16 +290,22 @@ async fn updates(
         return Err(ChatError::ShuttingDown.into());
     }
     ntex::ws::verify_handshake(req.head()).map_err(|_| ChatError::Handshake)?;
+    let slot = state.ws_slots.take().ok_or(ChatError::TooManySockets)?;
     store::require_member(&state.pg, group, user).await?;
     // On a replica that just started, wait (bounded) for its queue: a socket open before the
     // binding would miss the events published meanwhile.
     state.chat.fanout().bound(BIND_WAIT).await;
     let hub = state.chat.clone();
+    // ntex's factory is an `Fn` but makes one session per upgrade.
+    let slot = std::cell::Cell::new(Some(slot));
     ws::start(
         req,
         None::<&str>,
         fn_factory_with_config(async move |sink: ws::WsSink| {
-            Ok::<_, ChatError>(RoomSession::new(hub.join_room(group, sink)))
+            let slot = slot
+                .take()
+                .expect("BUG: ntex makes one session per upgrade");
+            Ok::<_, ChatError>(RoomSession::new(hub.join_room(group, sink), slot))
         }),
     )
     .await

@@ -99,6 +99,9 @@ pub enum FibError {
     /// 503: the replica is shutting down and takes no new sockets.
     #[error("shutting down")]
     ShuttingDown,
+    /// 503: this replica holds `WS_MAX_CONNECTIONS` sockets already.
+    #[error("too many WebSocket connections")]
+    TooManySockets,
     /// 400: the request asked for `/ws/...` without a valid WebSocket handshake.
     #[error("not a WebSocket handshake")]
     Handshake,
@@ -146,6 +149,7 @@ impl From<FibError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"error":"server shutting down"}"#,
             ),
+            FibError::TooManySockets => ApiError::too_many_sockets(),
             FibError::Store(cause) => ApiError::unavailable("connected users store", &cause),
         }
     }

@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("username" = String, Path, description = "1–32 characters of A-Z a-z 0-9 _ . -")),
     responses((status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "bad username, or not a WebSocket upgrade", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL unavailable, replica stopping or fallen", body = ErrorResponse)))]
+        (status = 503, description = "PostgreSQL unavailable, WS_MAX_CONNECTIONS sockets open, replica stopping or fallen", body = ErrorResponse)))]
 async fn open(
     req: HttpRequest,
     username: web::types::Path<String>,
@@ -38,17 +38,18 @@ async fn open(
         return Err(FibError::ShuttingDown.into());
     }
     ntex::ws::verify_handshake(req.head()).map_err(|_| FibError::Handshake)?;
+    let slot = state.ws_slots.take().ok_or(FibError::TooManySockets)?;
     let fib = state.fib.clone();
     let recorded = fib.sockets.record(Row::new(username)).await?;
     // ntex's factory is an `Fn` but makes one session per upgrade; if it never runs (the
     // upgrade failed), the `Recorded` is dropped with it and deletes the row.
-    let recorded = Cell::new(Some(recorded));
+    let recorded = Cell::new(Some((recorded, slot)));
     let max_n = state.config.fib_max_n;
     ws::start(
         req,
         None::<&str>,
         fn_factory_with_config(async move |sink: ws::WsSink| {
-            let recorded = recorded
+            let (recorded, slot) = recorded
                 .take()
                 .expect("BUG: ntex makes one session per upgrade");
             let membership = fib.sockets.join(sink.clone(), recorded);
@@ -58,6 +59,7 @@ async fn open(
                 fib.pool.clone(),
                 max_n,
                 membership,
+                slot,
             ))
         }),
     )

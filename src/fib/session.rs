@@ -58,6 +58,8 @@ pub struct Session {
     _membership: Membership,
     // Counts this socket in `arena_open_websockets{kind="fibonacci"}` while it lives.
     _open: metrics::Open,
+    // Its place under WS_MAX_CONNECTIONS.
+    _slot: crate::ws::Slot,
 }
 
 impl Session {
@@ -67,6 +69,7 @@ impl Session {
         pool: ComputePool,
         max_n: u64,
         membership: Membership,
+        slot: crate::ws::Slot,
     ) -> Self {
         Self {
             sink,
@@ -77,6 +80,7 @@ impl Session {
             fragments: RefCell::default(),
             _membership: membership,
             _open: metrics::websocket_open("fibonacci"),
+            _slot: slot,
         }
     }
 

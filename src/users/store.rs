@@ -9,7 +9,28 @@ use super::model::{
     Email, Name, NewUser, PageQuery, User, UserId, UserUpdate, Username, UsersError,
 };
 
-const COLUMNS: &str = "id, username, name, email, created_at";
+/// Every statement answers these columns, in this order (what [`user`] reads).
+macro_rules! returning_user {
+    ($sql:literal) => {
+        concat!($sql, " id, username, name, email, created_at")
+    };
+}
+
+const INSERT: &str = returning_user!(
+    "INSERT INTO users (username, name, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING"
+);
+const FIND: &str = concat!(returning_user!("SELECT"), " FROM users WHERE id = $1");
+const LIST: &str = concat!(
+    returning_user!("SELECT"),
+    " FROM users ORDER BY id LIMIT $1 OFFSET $2"
+);
+const UPDATE: &str = returning_user!(
+    "UPDATE users SET username = COALESCE($2, username), name = COALESCE($3, name), \
+     email = COALESCE($4, email), password_hash = COALESCE($5, password_hash) \
+     WHERE id = $1 RETURNING"
+);
+const DELETE: &str = "DELETE FROM users WHERE id = $1";
+const CREDENTIALS: &str = "SELECT id, password_hash FROM users WHERE username = $1";
 
 /// Empties users (and, through their foreign keys, everything chat keeps about them).
 pub const RESET_SQL: &str =
@@ -61,13 +82,7 @@ fn user(row: &Row) -> Result<User, UsersError> {
 /// Inserts a user whose password is already hashed.
 pub async fn insert(pool: &Pool, new: &NewUser, password_hash: &str) -> Result<User, UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "INSERT INTO users (username, name, email, password_hash) \
-             VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
-        ))
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(INSERT).await.map_err(db)?;
     let row = client
         .query_one(
             &stmt,
@@ -85,22 +100,14 @@ pub async fn insert(pool: &Pool, new: &NewUser, password_hash: &str) -> Result<U
 
 pub async fn find(pool: &Pool, id: UserId) -> Result<User, UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(FIND).await.map_err(db)?;
     let row = client.query_opt(&stmt, &[&id.get()]).await.map_err(db)?;
     user(&row.ok_or(UsersError::NotFound)?)
 }
 
 pub async fn list(pool: &Pool, page: PageQuery) -> Result<Vec<User>, UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2"
-        ))
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(LIST).await.map_err(db)?;
     let rows = client
         .query(&stmt, &[&page.limit, &page.offset])
         .await
@@ -116,14 +123,7 @@ pub async fn update(
     password_hash: Option<&str>,
 ) -> Result<User, UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "UPDATE users SET username = COALESCE($2, username), name = COALESCE($3, name), \
-             email = COALESCE($4, email), password_hash = COALESCE($5, password_hash) \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(UPDATE).await.map_err(db)?;
     let row = client
         .query_opt(
             &stmt,
@@ -143,10 +143,7 @@ pub async fn update(
 /// Deletes a user, its memberships and its messages (foreign keys cascade).
 pub async fn delete(pool: &Pool, id: UserId) -> Result<(), UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached("DELETE FROM users WHERE id = $1")
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(DELETE).await.map_err(db)?;
     match client.execute(&stmt, &[&id.get()]).await.map_err(db)? {
         0 => Err(UsersError::NotFound),
         _ => Ok(()),
@@ -159,10 +156,7 @@ pub async fn credentials(
     username: &str,
 ) -> Result<Option<(UserId, String)>, UsersError> {
     let client = client(pool).await?;
-    let stmt = client
-        .prepare_cached("SELECT id, password_hash FROM users WHERE username = $1")
-        .await
-        .map_err(db)?;
+    let stmt = client.prepare_cached(CREDENTIALS).await.map_err(db)?;
     let Some(row) = client.query_opt(&stmt, &[&username]).await.map_err(db)? else {
         return Ok(None);
     };
