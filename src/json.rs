@@ -297,3 +297,279 @@ mod tests {
         assert_eq!(screen(br#"{"a":"\ud800\u12"#, 1), Err(Refusal::BadEscape));
     }
 }
+
+/// Property tests of the shared input helpers, and the strategies every domain's parser tests
+/// draw from: arbitrary bytes, JSON values of every type, objects with a parser's field names,
+/// query strings with hostile escapes. `ProptestConfig::with_cases(256)` keeps `cargo test --lib`
+/// fast; no regression files are written into the tree.
+#[cfg(test)]
+pub(crate) mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// The configuration every parser property runs with: 256 cases, or `PROPTEST_CASES` for
+    /// a longer hunt.
+    pub(crate) fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok());
+        ProptestConfig {
+            cases: cases.unwrap_or(256),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Any bytes: invalid UTF-8, NULs, half a JSON document, nothing at all.
+    pub(crate) fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..256)
+    }
+
+    /// Strings a hostile client sends: any Unicode, control characters and NUL, JSON's own
+    /// metacharacters, SQL's, very long ones, email-ish and number-ish ones.
+    pub(crate) fn string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,12}",
+            "[a-zA-Z0-9 ._@-]{0,40}",
+            "[\\x00-\\x1f\"\\\\/%_'; ]{0,6}",
+            "[0-9+-]{0,22}",
+            "[a-z0-9]{1,8}@[a-z0-9]{1,8}\\.[a-z]{2,3}",
+            "\\PC{90,300}",
+            Just(String::new()),
+            Just("' OR 1=1 --".to_owned()),
+            Just("\u{0}".to_owned()),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-zA-Z_]{1,10}", ".{0,4}"]
+    }
+
+    /// A JSON value of any type, nested a few levels.
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-3i64..=3).prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| {
+                serde_json::Number::from_f64(f).map(Value::Number)
+            }),
+            string().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A JSON object with each of `fields` absent, null, of any type, or drawn from its own
+    /// strategy of good values (given with the name), plus maybe an unknown field.
+    pub(crate) fn object_of(
+        fields: Vec<(&'static str, BoxedStrategy<Value>)>,
+    ) -> BoxedStrategy<Value> {
+        let each: Vec<_> = fields
+            .into_iter()
+            .map(|(name, good)| {
+                prop_oneof![
+                    1 => Just(None),
+                    1 => Just(Some(Value::Null)),
+                    2 => value().prop_map(Some),
+                    4 => good.prop_map(Some),
+                ]
+                .prop_map(move |v| v.map(|v| (name, v)))
+            })
+            .collect();
+        (each, prop::option::of((key(), value())))
+            .prop_map(|(fields, extra)| {
+                let mut map = serde_json::Map::new();
+                if let Some((k, v)) = extra {
+                    map.insert(k, v);
+                }
+                for (name, v) in fields.into_iter().flatten() {
+                    map.insert(name.to_owned(), v);
+                }
+                Value::Object(map)
+            })
+            .boxed()
+    }
+
+    /// `doc` as JSON bytes, sometimes damaged: a byte changed or inserted (invalid UTF-8
+    /// among them), or the tail cut off.
+    pub(crate) fn damaged(doc: impl Strategy<Value = Value>) -> impl Strategy<Value = Vec<u8>> {
+        (
+            doc,
+            0u8..4,
+            any::<prop::sample::Index>(),
+            prop_oneof![
+                Just(0xffu8),
+                Just(0xc3),
+                Just(0x80),
+                Just(b'"'),
+                Just(b'\\'),
+                any::<u8>()
+            ],
+        )
+            .prop_map(|(doc, how, at, byte)| {
+                let mut raw = serde_json::to_vec(&doc).expect("a Value serialises");
+                let i = at.index(raw.len() + 1);
+                match how {
+                    0 if i < raw.len() => raw[i] = byte,
+                    1 => raw.insert(i, byte),
+                    2 => raw.truncate(i),
+                    _ => {}
+                }
+                raw
+            })
+    }
+
+    /// A query string: pairs of hostile keys and values, percent-escaped or raw, with stray
+    /// `%`, `&`, `=`, `+` and escapes of invalid UTF-8 (`%FF`, `%C3%28`).
+    pub(crate) fn query() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-zA-Z_]{0,10}",
+            "[0-9-]{0,21}",
+            "[%&=+#;]{1,3}",
+            "(%[0-9A-Fa-f]{2}){1,4}",
+            Just("%FF".to_owned()),
+            Just("%C3%28".to_owned()),
+            Just("%".to_owned()),
+            Just("%0".to_owned()),
+            ".{0,6}",
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+    }
+
+    /// `s` percent-encoded for a query string (every byte that is not unreserved).
+    pub(crate) fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len() * 3);
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    /// The deepest nesting of arrays and objects in `v`.
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn screen_and_object_never_panic_on_any_bytes(mut raw in bytes(), max in 0usize..40) {
+            let _ = screen(&raw, max);
+            let _ = object(&mut raw);
+        }
+
+        #[test]
+        fn screen_and_object_never_panic_on_damaged_json(mut raw in damaged(value())) {
+            let _ = screen(&raw, MAX_DEPTH);
+            if let Ok(fields) = object(&mut raw) {
+                let _ = (opt_str(&fields, "a"), opt_id(&fields, "a"), opt_str_array(&fields, "a"));
+            }
+        }
+
+        /// Whatever serde_json writes (escapes of control characters included) passes the screen
+        /// when shallow enough, and is refused as too deep otherwise.
+        #[test]
+        fn serialised_json_passes_the_screen_exactly_when_shallow(v in value(), max in 0usize..5) {
+            let raw = serde_json::to_vec(&v).unwrap();
+            let want = if depth(&v) > max { Err(Refusal::TooDeep) } else { Ok(()) };
+            prop_assert_eq!(screen(&raw, max), want);
+        }
+
+        /// `object` agrees with serde_json on what is an object, and reads its fields back.
+        #[test]
+        fn object_reads_back_what_serde_json_wrote(v in value()) {
+            let mut raw = serde_json::to_vec(&v).unwrap();
+            let read = object(&mut raw);
+            match (&v, read) {
+                (Value::Object(want), Ok(got)) => {
+                    prop_assert_eq!(want.len(), got.len());
+                    for (k, value) in want {
+                        match value {
+                            Value::String(s) => prop_assert_eq!(opt_str(&got, k), Ok(Some(s.as_str()))),
+                            Value::Null => prop_assert_eq!(opt_str(&got, k), Ok(None)),
+                            Value::Number(n) => match n.as_i64() {
+                                Some(n) => prop_assert_eq!(opt_id(&got, k), Ok(Some(n))),
+                                None => prop_assert_eq!(opt_id(&got, k), Err(WrongType)),
+                            },
+                            _ => prop_assert_eq!(opt_str(&got, k), Err(WrongType)),
+                        }
+                    }
+                }
+                (Value::Object(_), Err(e)) => prop_assert!(false, "an object refused: {e}"),
+                (_, Ok(_)) => prop_assert!(false, "{v} read as an object"),
+                (_, Err(e)) => prop_assert_eq!(e, "body is not a JSON object"),
+            };
+        }
+
+        /// A lone `\uXXXX` escape is refused exactly when it is half a surrogate pair; a whole
+        /// pair, or any other unit, decodes to its character.
+        #[test]
+        fn a_u_escape_is_refused_exactly_when_it_is_half_a_surrogate(unit in any::<u16>(), upper in any::<bool>()) {
+            let hex = if upper { format!("{unit:04X}") } else { format!("{unit:04x}") };
+            let mut raw = format!(r#"{{"a":"x\u{hex}y"}}"#).into_bytes();
+            if (0xD800..=0xDFFF).contains(&unit) {
+                prop_assert_eq!(screen(&raw, 1), Err(Refusal::LoneSurrogate));
+                prop_assert!(object(&mut raw).is_err());
+            } else {
+                let want = format!("x{}y", char::from_u32(u32::from(unit)).unwrap());
+                let fields = object(&mut raw).unwrap();
+                prop_assert_eq!(opt_str(&fields, "a"), Ok(Some(want.as_str())));
+            }
+        }
+
+        #[test]
+        fn a_surrogate_pair_escape_decodes_to_its_character(c in (0x10000u32..=0x10FFFF).prop_map(|u| char::from_u32(u).unwrap())) {
+            let mut units = [0u16; 2];
+            c.encode_utf16(&mut units);
+            let mut raw = format!(r#"{{"a":"\u{:04x}\u{:04x}"}}"#, units[0], units[1]).into_bytes();
+            let fields = object(&mut raw).unwrap();
+            let want = c.to_string();
+            prop_assert_eq!(opt_str(&fields, "a"), Ok(Some(want.as_str())));
+        }
+
+        #[test]
+        fn query_pairs_and_digits_never_panic(q in query(), s in string()) {
+            let _ = query_pairs(&q);
+            let _ = digits(&s);
+        }
+
+        /// Pairs percent-encoded by a client come back as they were sent.
+        #[test]
+        fn query_pairs_round_trip(pairs in prop::collection::vec(("[a-zA-Z_]{1,8}|.{1,6}", ".{0,12}"), 0..5)) {
+            let q = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            prop_assert_eq!(query_pairs(&q), Some(pairs));
+        }
+
+        #[test]
+        fn digits_read_every_non_negative_i64_and_nothing_signed(n in 0..=i64::MAX) {
+            prop_assert_eq!(digits(&n.to_string()), Some(n));
+            prop_assert_eq!(digits(&format!("0{n}")), Some(n));
+            prop_assert_eq!(digits(&format!("+{n}")), None);
+            prop_assert_eq!(digits(&format!("-{n}")), None);
+            prop_assert_eq!(digits(&format!(" {n}")), None);
+            prop_assert_eq!(digits(&format!("{n}0000000000000000000")), None);
+        }
+    }
+}

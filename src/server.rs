@@ -64,6 +64,7 @@ impl Shared {
                 &config.instance_name,
                 &config.chat_exchange,
                 shutdown.clone(),
+                Duration::from_secs(config.shutdown_timeout_secs.into()),
             ),
             ws_slots: crate::ws::Slots::new(config.ws_max_connections),
             config: Arc::new(config),

@@ -11,7 +11,7 @@ use simd_json::{BorrowedValue, StaticNode};
 
 use crate::error::ApiError;
 
-/// What can go wrong in this domain; `error.rs` turns each variant into its HTTP answer.
+/// What can go wrong in this domain; its `From<AccountsError> for ApiError` below gives each variant its HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
     /// 404: no such account (or an id that is not a number).
@@ -890,5 +890,205 @@ mod tests {
         }
         .write_json(&mut out);
         assert_eq!(&out[..], br#"{"limite":100000,"saldo":-9098}"#);
+    }
+}
+
+/// Hostile input for the accounts parsers: any bytes, transaction bodies of every JSON type,
+/// query strings and path ids of every shape, and valid ones generated within SPEC §3's rules.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::json::proptests::{bytes, config, damaged, encode, object_of, query, string, value};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn status(e: AccountsError) -> u16 {
+        ApiError::from(e).status().as_u16()
+    }
+
+    /// 1–10 characters of any Unicode but NUL.
+    fn descricao() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            any::<char>().prop_map(|c| if c == '\0' { '0' } else { c }),
+            1..=10,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn transacao_like() -> BoxedStrategy<Value> {
+        object_of(vec![
+            (
+                "valor",
+                prop_oneof![
+                    any::<i64>().prop_map(Value::from),
+                    any::<u64>().prop_map(Value::from),
+                    (0i64..3).prop_map(Value::from)
+                ]
+                .boxed(),
+            ),
+            (
+                "tipo",
+                prop_oneof![
+                    Just(json!("c")),
+                    Just(json!("d")),
+                    "[cdCD ]{0,2}".prop_map(Value::from)
+                ]
+                .boxed(),
+            ),
+            (
+                "descricao",
+                prop_oneof![descricao(), ".{0,12}", string()]
+                    .prop_map(Value::from)
+                    .boxed(),
+            ),
+        ])
+    }
+
+    /// SPEC §3's verdict on a body, written independently: the first bad field in the order
+    /// valor, tipo, descricao; `None` for a transaction.
+    fn verdict(body: &serde_json::Map<String, Value>) -> Option<&'static str> {
+        // A float is no integer, whatever its value; above 2^63 - 1 is out of range.
+        let valor_ok = match body.get("valor") {
+            Some(Value::Number(n)) => {
+                n.as_i64().is_some_and(|n| n > 0)
+                    || n.as_u64().is_some_and(|n| n > 0 && n <= i64::MAX as u64)
+            }
+            _ => false,
+        };
+        let tipo_ok = matches!(body.get("tipo").and_then(Value::as_str), Some("c" | "d"));
+        let descricao_ok = body
+            .get("descricao")
+            .and_then(Value::as_str)
+            .is_some_and(|s| {
+                (1..=DESCRICAO_MAX_CHARS).contains(&s.chars().count()) && !s.contains('\0')
+            });
+        [
+            ("valor", valor_ok),
+            ("tipo", tipo_ok),
+            ("descricao", descricao_ok),
+        ]
+        .into_iter()
+        .find(|(_, ok)| !ok)
+        .map(|(field, _)| field)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_bytes_are_a_transaction_or_a_422(mut raw in prop_oneof![bytes(), damaged(transacao_like())]) {
+            let utf8 = std::str::from_utf8(&raw).is_ok();
+            match Transacao::parse(&mut raw) {
+                Ok(t) => prop_assert!(utf8 && t.valor.get() > 0),
+                Err(e) => prop_assert_eq!(status(AccountsError::Invalid(e)), 422, "{:?}", e),
+            }
+        }
+
+        /// A body of any field types is a 422 naming the first bad field, or a transaction.
+        #[test]
+        fn a_body_of_any_field_types_is_422_naming_the_first_bad_field(body in transacao_like()) {
+            let Value::Object(fields) = &body else { unreachable!() };
+            let got = Transacao::parse(&mut serde_json::to_vec(&body).unwrap());
+            match (verdict(fields), got) {
+                (None, Ok(t)) => {
+                    prop_assert_eq!(t.tipo.as_str(), fields["tipo"].as_str().unwrap());
+                    prop_assert_eq!(t.descricao.as_str(), fields["descricao"].as_str().unwrap());
+                }
+                (Some(field), Err(e)) => {
+                    prop_assert_eq!(e.field, field, "{}", body);
+                    prop_assert_eq!(status(AccountsError::Invalid(e)), 422);
+                }
+                (want, got) => prop_assert!(false, "{body}: wanted {want:?}, got {got:?}"),
+            }
+        }
+
+        #[test]
+        fn a_valid_transaction_round_trips(valor in 1..=i64::MAX, credit in any::<bool>(), d in descricao()) {
+            let tipo = if credit { "c" } else { "d" };
+            let body = json!({"valor": valor, "tipo": tipo, "descricao": d});
+            let t = Transacao::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!(t.valor.get(), valor);
+            prop_assert_eq!(t.tipo.as_str(), tipo);
+            prop_assert_eq!(t.descricao.as_str(), d.as_str());
+            prop_assert_eq!(t.delta(), if credit { valor } else { -valor });
+        }
+
+        /// Any query string is a page request or a 400 naming the parameter.
+        #[test]
+        fn any_list_query_is_a_page_or_a_400(q in prop_oneof![query(), string()]) {
+            match ListQuery::parse(&q) {
+                Ok(page) => prop_assert!((1..=MAX_PAGE).contains(&page.limit)),
+                Err(e) => prop_assert_eq!(status(AccountsError::BadQuery(e)), 400),
+            }
+        }
+
+        #[test]
+        fn a_valid_list_query_round_trips_percent_encoded_or_not(
+            cliente in prop::option::of(1..=i32::MAX),
+            limit in prop::option::of(1..=MAX_PAGE),
+            before in prop::option::of(1..=i64::MAX),
+            escaped in any::<bool>(),
+            junk in prop::option::of((".{0,5}", ".{0,5}")),
+        ) {
+            let mut pairs = Vec::new();
+            if let Some((k, v)) = &junk {
+                if !["cliente_id", "limit", "before"].contains(&k.as_str()) {
+                    pairs.push(format!("{}={}", encode(k), encode(v)));
+                }
+            }
+            let mut put = |k: &str, v: String| {
+                let v = if escaped { v.bytes().map(|b| format!("%{b:02X}")).collect() } else { v };
+                pairs.push(format!("{k}={v}"));
+            };
+            if let Some(c) = cliente { put("cliente_id", c.to_string()) }
+            if let Some(l) = limit { put("limit", l.to_string()) }
+            if let Some(b) = before { put("before", b.to_string()) }
+            let q = ListQuery::parse(&pairs.join("&")).unwrap();
+            prop_assert_eq!(q.cliente_id.map(ClienteId::get), cliente);
+            prop_assert_eq!(q.limit, limit.unwrap_or(DEFAULT_PAGE));
+            prop_assert_eq!(q.before.map(TransactionId::get), before);
+        }
+
+        /// Out-of-range, negative and overflowing numbers are refused with a 400 naming them.
+        #[test]
+        fn an_out_of_range_list_parameter_is_a_400(
+            low in i64::MIN..=0,
+            high in prop_oneof![i64::from(i32::MAX) + 1..=i64::MAX, 101..=i64::from(i32::MAX)],
+            huge in "[1-9][0-9]{19,30}",
+        ) {
+            let mut cases = vec![
+                ("cliente_id", low.to_string()), ("limit", low.to_string()), ("before", low.to_string()),
+                ("cliente_id", huge.clone()), ("limit", huge.clone()), ("before", huge),
+                ("limit", high.to_string()),
+            ];
+            if high > i64::from(i32::MAX) {
+                cases.push(("cliente_id", high.to_string()));
+            }
+            for (key, v) in cases {
+                let q = format!("{key}={v}");
+                let e = ListQuery::parse(&q).unwrap_err();
+                prop_assert_eq!(e.field, key, "{}", q);
+                prop_assert_eq!(status(AccountsError::BadQuery(e)), 400);
+            }
+        }
+
+        /// A path id is an account or a 404, whatever it is.
+        #[test]
+        fn any_account_id_is_an_account_or_a_404(s in prop_oneof![string(), "[0-9]{1,25}", "-[0-9]{1,12}"]) {
+            match ClienteId::parse(&s) {
+                Ok(id) => prop_assert_eq!(id.get().to_string(), s.trim_start_matches('0')),
+                Err(e) => prop_assert_eq!(status(e), 404),
+            }
+            let _ = TransactionId::parse(&s);
+        }
+
+        #[test]
+        fn a_descricao_of_any_text_is_kept_exactly_when_it_fits(s in prop_oneof![descricao(), string(), value().prop_map(|v| v.to_string())]) {
+            let fits = (1..=DESCRICAO_MAX_CHARS).contains(&s.chars().count()) && !s.contains('\0');
+            match Descricao::parse(&s) {
+                Some(d) => prop_assert!(fits && d.as_str() == s),
+                None => prop_assert!(!fits),
+            }
+        }
     }
 }

@@ -75,7 +75,7 @@ async fn client(pool: &Pool) -> Result<Object, AccountsError> {
 
 /// A lost connection is worth a retry (503); anything else PostgreSQL says is our bug (500).
 fn db(e: tokio_postgres::Error) -> AccountsError {
-    if e.is_closed() || e.code().is_none() {
+    if crate::infra::postgres::is_transient(&e) {
         AccountsError::Unavailable(Box::new(e))
     } else {
         AccountsError::Database(e)

@@ -11,12 +11,20 @@
 //! channel after the write has committed). While the broker is unreachable, the thread
 //! delivers what this process publishes to its own subscribers only, counts it in
 //! `arena_chat_events_total{outcome="local_only"}`, logs the outage, and reconnects with
-//! backoff, declaring everything again (the old queue died with its connection).
+//! backoff, declaring everything again (the old queue died with its connection). Every step
+//! with the broker is bounded in time, so a broker that stalls instead of refusing is treated
+//! like one that is down.
+//!
+//! On SIGTERM the link stays up until the requests already inside have finished (they may
+//! still commit and publish), sends what they queued, and closes; the process waits for it.
 //!
 //! [`Hub`]: super::hub::Hub
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{Fuse, FutureExt as _};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -34,13 +42,16 @@ use crate::ops::metrics;
 
 /// Events waiting for the broker thread. Far above a burst of posts (the thread publishes in
 /// microseconds); when full, the event is delivered on this replica only rather than block a
-/// request.
-const OUTGOING: usize = 4096;
+/// request. 1024 events of at most ~12 KiB (2048 escaped characters) bound it to ~12 MiB.
+const OUTGOING: usize = 1024;
 /// Events a worker may fall behind by before it skips some (and counts them lost). A worker
 /// that far behind is saturated; dropping hints beats growing without bound.
 const INCOMING: usize = 4096;
-/// Opening a connection to a broker that is up takes milliseconds; a stopped one refuses at once.
+/// Opening a connection and declaring the queue take milliseconds on a broker that is up; a
+/// stopped one refuses at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Handing one event to the broker takes microseconds; one that blocks publishers is lost.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection backoff: first wait and cap.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -55,7 +66,15 @@ pub struct Fanout {
 
 impl Fanout {
     /// Starts the broker thread for this process.
-    pub fn start(url: &str, instance: &str, exchange: &str, shutdown: Shutdown) -> Self {
+    /// `drain` is how long, once stopping, it keeps publishing for the requests still inside
+    /// (`SHUTDOWN_TIMEOUT_SECS`).
+    pub fn start(
+        url: &str,
+        instance: &str,
+        exchange: &str,
+        shutdown: Shutdown,
+        drain: Duration,
+    ) -> Self {
         let (outgoing, rx) = mpsc::channel(OUTGOING);
         let (incoming, _) = broadcast::channel(INCOMING);
         let (bound_tx, bound) = watch::channel(false);
@@ -68,7 +87,7 @@ impl Fanout {
         };
         std::thread::Builder::new()
             .name("arena-fanout".into())
-            .spawn(move || infra::block_on(link.run(rx, shutdown)))
+            .spawn(move || infra::block_on(link.run(rx, shutdown, drain)))
             .expect("BUG: a thread can be started at process start");
         Self {
             outgoing,
@@ -80,13 +99,16 @@ impl Fanout {
     /// Sends `event` to every replica's subscribers (this one's included, by way of the
     /// broker). Never waits: a full queue delivers it here only.
     pub fn publish(&self, event: Event) {
-        if let Err(e) = self.outgoing.try_send(event) {
-            let event = match e {
-                mpsc::error::TrySendError::Full(event)
-                | mpsc::error::TrySendError::Closed(event) => event,
-            };
-            tracing::warn!("chat fan-out queue full: event delivered on this replica only");
-            deliver_locally(&self.incoming, event);
+        match self.outgoing.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                tracing::warn!("chat fan-out queue full: event delivered on this replica only");
+                deliver_locally(&self.incoming, event);
+            }
+            Err(mpsc::error::TrySendError::Closed(event)) => {
+                tracing::warn!("chat fan-out stopped: event delivered on this replica only");
+                deliver_locally(&self.incoming, event);
+            }
         }
     }
 
@@ -118,21 +140,49 @@ struct Link {
     bound: watch::Sender<bool>,
 }
 
+/// Resolves once the replica is stopping and the requests that were inside have finished (or
+/// the drain's limit passed): from then on nothing more will be published.
+type Finished = Pin<Box<Fuse<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+
+/// How a session with the broker ended.
+enum Ended {
+    /// The replica stopped and everything queued was sent (or delivered here): the thread ends.
+    Finished,
+    /// The link broke (or never came up): reconnect after a backoff.
+    Lost(lapin::Error),
+    /// The link broke after it had been bound: reconnect at once.
+    LostAfterBinding(lapin::Error),
+}
+
+fn timed_out() -> lapin::Error {
+    lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
 impl Link {
-    async fn run(self, mut outgoing: mpsc::Receiver<Event>, shutdown: Shutdown) {
+    async fn run(self, mut outgoing: mpsc::Receiver<Event>, shutdown: Shutdown, drain: Duration) {
+        // The process waits (bounded) for this thread before it exits, so what the last
+        // requests published still goes out.
+        let _guard = shutdown.guard();
+        let stopping = shutdown.clone();
+        let finished: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            stopping.stopped().await;
+            stopping.requests_done(drain).await;
+        });
+        let mut finished: Finished = Box::pin(finished.fuse());
         let mut backoff = BACKOFF_MIN;
         loop {
-            let outcome = tokio::select! {
-                _ = shutdown.stopped() => return,
-                outcome = self.session(&mut outgoing) => outcome,
-            };
+            let ended = self.session(&mut outgoing, &mut finished).await;
             self.bound.send_replace(false);
             metrics::chat_broker_connected(false);
-            match outcome {
-                // The session was bound before it failed: the broker was fine a moment ago.
-                Ok(()) => backoff = BACKOFF_MIN,
-                Err(ref e) => {
-                    tracing::warn!(error = %ErrorChain(e), retry_in = ?backoff, "chat fan-out: RabbitMQ link down")
+            match ended {
+                Ended::Finished => return,
+                Ended::LostAfterBinding(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), "chat fan-out: RabbitMQ link lost; reconnecting");
+                    backoff = BACKOFF_MIN;
+                    continue;
+                }
+                Ended::Lost(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), retry_in = ?backoff, "chat fan-out: RabbitMQ link down")
                 }
             }
             // While waiting to reconnect, what this process publishes still reaches its own
@@ -141,7 +191,7 @@ impl Link {
             tokio::pin!(wait);
             loop {
                 tokio::select! {
-                    _ = shutdown.stopped() => return,
+                    _ = &mut finished => return self.deliver_all_locally(&mut outgoing),
                     _ = &mut wait => break,
                     Some(event) = outgoing.recv() => deliver_locally(&self.incoming, event),
                 }
@@ -150,15 +200,19 @@ impl Link {
         }
     }
 
-    /// One connection's life: declare, bind, then consume and publish until it breaks.
-    /// `Ok(())` when it broke after binding (reconnect at once), `Err` when it never bound.
-    async fn session(&self, outgoing: &mut mpsc::Receiver<Event>) -> Result<(), lapin::Error> {
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, infra::amqp::connect(&self.url, &self.name))
-                .await
-                .map_err(|_| {
-                    lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                })??;
+    fn deliver_all_locally(&self, outgoing: &mut mpsc::Receiver<Event>) {
+        while let Ok(event) = outgoing.try_recv() {
+            deliver_locally(&self.incoming, event);
+        }
+    }
+
+    /// Connects, declares the exchange, this process's queue and its binding, and starts
+    /// consuming — all within [`CONNECT_TIMEOUT`], since a broker that accepts the connection
+    /// and then stalls must not hold the link forever.
+    async fn open(
+        &self,
+    ) -> Result<(lapin::Connection, lapin::Channel, lapin::Consumer), lapin::Error> {
+        let connection = infra::amqp::connect(&self.url, &self.name).await?;
         let channel = connection.create_channel().await?;
         channel
             .exchange_declare(
@@ -191,7 +245,7 @@ impl Link {
                 FieldTable::default(),
             )
             .await?;
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 queue.name().clone(),
                 "".into(),
@@ -202,9 +256,55 @@ impl Link {
                 FieldTable::default(),
             )
             .await?;
+        tracing::info!(queue = %queue.name(), exchange = %self.exchange, "chat fan-out bound");
+        Ok((connection, channel, consumer))
+    }
+
+    /// Publishes one event, within [`PUBLISH_TIMEOUT`]: a broker that blocks publishers (a
+    /// memory alarm) must not stall the consumer beside it.
+    async fn publish(&self, channel: &lapin::Channel, event: &Event) -> Result<(), lapin::Error> {
+        let publish = channel.basic_publish(
+            self.exchange.as_str().into(),
+            event.routing_key().into(),
+            BasicPublishOptions::default(),
+            event.frame.as_bytes(),
+            BasicProperties::default().with_content_type("application/json".into()),
+        );
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(_)) => {
+                metrics::chat_event("published");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// One connection's life: open it, then consume and publish until it breaks or the replica
+    /// has finished. Until it is bound, what this process publishes is delivered here only.
+    async fn session(
+        &self,
+        outgoing: &mut mpsc::Receiver<Event>,
+        finished: &mut Finished,
+    ) -> Ended {
+        let open = tokio::time::timeout(CONNECT_TIMEOUT, self.open());
+        tokio::pin!(open);
+        let opened = loop {
+            tokio::select! {
+                opened = &mut open => break opened.unwrap_or_else(|_| Err(timed_out())),
+                Some(event) = outgoing.recv() => deliver_locally(&self.incoming, event),
+                _ = &mut *finished => {
+                    self.deliver_all_locally(outgoing);
+                    return Ended::Finished;
+                }
+            }
+        };
+        let (connection, channel, mut consumer) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return Ended::Lost(e),
+        };
         self.bound.send_replace(true);
         metrics::chat_broker_connected(true);
-        tracing::info!(queue = %queue.name(), exchange = %self.exchange, "chat fan-out bound");
         let broke = loop {
             tokio::select! {
                 delivery = consumer.next() => match delivery {
@@ -221,27 +321,30 @@ impl Link {
                     None => break lapin::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
                 },
                 Some(event) = outgoing.recv() => {
-                    let published = channel
-                        .basic_publish(
-                            self.exchange.as_str().into(),
-                            event.routing_key().into(),
-                            BasicPublishOptions::default(),
-                            event.frame.as_bytes(),
-                            BasicProperties::default().with_content_type("application/json".into()),
-                        )
-                        .await;
-                    match published {
-                        Ok(_) => metrics::chat_event("published"),
-                        Err(e) => {
+                    if let Err(e) = self.publish(&channel, &event).await {
+                        deliver_locally(&self.incoming, event);
+                        break e;
+                    }
+                }
+                _ = &mut *finished => {
+                    // The last requests are done: send what they queued, then close (which
+                    // flushes lapin's buffer).
+                    while let Ok(event) = outgoing.try_recv() {
+                        if self.publish(&channel, &event).await.is_err() {
                             deliver_locally(&self.incoming, event);
-                            break e;
                         }
                     }
+                    let close = connection.close(200, "replica stopping".into());
+                    let _ = tokio::time::timeout(PUBLISH_TIMEOUT, close).await;
+                    return Ended::Finished;
                 }
             }
         };
-        tracing::warn!(error = %ErrorChain(&broke), "chat fan-out: RabbitMQ link lost; reconnecting");
-        let _ = connection.close(200, "reconnecting".into()).await;
-        Ok(())
+        let _ = tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            connection.close(200, "reconnecting".into()),
+        )
+        .await;
+        Ended::LostAfterBinding(broke)
     }
 }

@@ -8,7 +8,7 @@
 //! socket or request ended. When the replica stops, the dispatcher closes every room socket with
 //! 1001; polls watch the stop signal themselves.
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -40,8 +40,9 @@ struct Poll {
 struct Subscribers {
     /// group → socket key → sink.
     rooms: HashMap<GroupId, HashMap<u64, WsSink>>,
-    /// group → keys of the user polls waiting on it.
-    user_polls: HashMap<GroupId, Vec<u64>>,
+    /// group → keys of the user polls waiting on it (a set: thousands of polls on one busy
+    /// group leave it one by one when they time out).
+    user_polls: HashMap<GroupId, HashSet<u64>>,
     /// status poll key → its notification group.
     status_polls: HashMap<u64, NotifyGroup>,
     polls: HashMap<u64, Poll>,
@@ -120,7 +121,7 @@ impl Hub {
         let (key, waiting) = self.poll("user", groups.to_vec());
         let mut subs = self.0.subscribers.borrow_mut();
         for group in groups {
-            subs.user_polls.entry(*group).or_default().push(key);
+            subs.user_polls.entry(*group).or_default().insert(key);
         }
         waiting
     }
@@ -156,17 +157,6 @@ impl Hub {
         (key, waiting)
     }
 
-    /// Room sockets open on this worker.
-    pub fn room_sockets(&self) -> usize {
-        self.0
-            .subscribers
-            .borrow()
-            .rooms
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
     /// Hands one event to the subscribers it is for.
     fn deliver(&self, event: &Event) {
         // Sinks and wakers are taken out first: a write can close a socket, whose seat then
@@ -192,11 +182,11 @@ impl Hub {
                     (sinks, wakes)
                 }
                 Target::Notify(notified) => {
-                    let room = notified.as_str().parse::<i64>().ok();
+                    let room = notified.room();
                     let sinks: Vec<WsSink> = subs
                         .rooms
                         .iter()
-                        .filter(|(group, _)| notified.is_all() || Some(group.get()) == room)
+                        .filter(|(group, _)| notified.is_all() || Some(**group) == room)
                         .flat_map(|(_, room)| room.values().cloned())
                         .collect();
                     let mut wakes = Vec::new();
@@ -303,7 +293,7 @@ impl Drop for Waiting {
         };
         for group in poll.groups {
             if let Some(keys) = subs.user_polls.get_mut(&group) {
-                keys.retain(|k| *k != self.key);
+                keys.remove(&self.key);
                 if keys.is_empty() {
                     subs.user_polls.remove(&group);
                 }

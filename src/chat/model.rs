@@ -204,6 +204,14 @@ impl NewGroup {
         }
         let mut members: Vec<String> = Vec::with_capacity(listed.len());
         for username in listed {
+            // PostgreSQL text cannot hold NUL: no user has such a name, and the lookup would
+            // fail (500) instead of finding nobody.
+            if username.contains('\0') {
+                return Err(invalid(
+                    "members",
+                    "must be usernames without NUL characters",
+                ));
+            }
             if !members.iter().any(|m| m == username) {
                 members.push(username.to_owned());
             }
@@ -333,14 +341,19 @@ pub fn parse_group_users_query(query: &str) -> Result<GroupId, ChatError> {
     required_query(&pairs(query)?, "groupId", GroupId::parse_query)
 }
 
-/// How long a long-poll waits: `timeout` in whole seconds, 1–60, default 25.
+/// How long a long-poll waits: `timeout` in whole seconds, default 25; more than 60 waits 60
+/// (SPEC: "max 60" — a client asking longer gets the longest there is, not an error).
 fn timeout(pairs: &[(String, String)]) -> Result<std::time::Duration, ChatError> {
     let secs = match pairs.iter().rev().find(|(k, _)| k == "timeout") {
         None => POLL_DEFAULT_SECS,
         Some((_, v)) => json::digits(v)
             .and_then(|n| u64::try_from(n).ok())
-            .filter(|n| (1..=POLL_MAX_SECS).contains(n))
-            .ok_or(bad_query("timeout", "must be whole seconds from 1 to 60"))?,
+            .filter(|n| *n >= 1)
+            .ok_or(bad_query(
+                "timeout",
+                "must be whole seconds from 1 (at most 60 are waited)",
+            ))?
+            .min(POLL_MAX_SECS),
     };
     Ok(std::time::Duration::from_secs(secs))
 }
@@ -383,6 +396,14 @@ impl NotifyGroup {
 
     pub fn is_all(&self) -> bool {
         &*self.0 == Self::ALL
+    }
+
+    /// The room a notification to `self` is for: its name when that is a group id written the
+    /// one way ids are written (`7`, not `007`, which is just another name).
+    pub fn room(&self) -> Option<GroupId> {
+        json::digits(&self.0)
+            .filter(|&id| id > 0 && id.to_string() == *self.0)
+            .map(GroupId)
     }
 
     /// Whether a notification to `self` reaches a subscriber of `subscribed`.
@@ -726,9 +747,11 @@ mod tests {
         assert_eq!(secs("user_id=1").unwrap(), 25);
         assert_eq!(secs("user_id=1&timeout=60").unwrap(), 60);
         assert_eq!(secs("user_id=1&timeout=1").unwrap(), 1);
+        assert_eq!(secs("user_id=1&timeout=61").unwrap(), 60);
+        assert_eq!(secs("user_id=1&timeout=99999999999").unwrap(), 60);
         for bad in [
             "user_id=1&timeout=0",
-            "user_id=1&timeout=61",
+            "user_id=1&timeout=-1",
             "user_id=1&timeout=1.5",
             "timeout=5",
         ] {
@@ -791,5 +814,274 @@ mod tests {
         assert!(Event::received("group.1.unknown", b"{}".to_vec()).is_none());
         assert!(Event::received("people", b"{}".to_vec()).is_none());
         assert!(Event::received("notify.all", vec![0xff]).is_none());
+    }
+}
+
+/// Hostile input for the chat parsers: any bytes are a request or a 400/422, bodies with the
+/// right field names and values of every JSON type are a 422 naming a field of theirs, query
+/// strings of every shape are a request or a 400, and broker deliveries of any key and body are
+/// an event or dropped — never a panic.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::ApiError;
+    use crate::json::proptests::{bytes, config, damaged, encode, object_of, query, string, value};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn status(e: ChatError) -> u16 {
+        ApiError::from(e).status().as_u16()
+    }
+
+    /// A parser's error: 400 (`Malformed`) or 422 naming one of `fields`; `object` says whether
+    /// the body is one (`None`: either will do).
+    fn check(e: ChatError, object: Option<bool>, fields: &[&str]) -> Result<(), TestCaseError> {
+        match &e {
+            ChatError::Malformed(_) => prop_assert!(object != Some(true), "{e:?}"),
+            ChatError::Invalid(i) => {
+                prop_assert!(object != Some(false), "{e:?}");
+                prop_assert!(fields.contains(&i.field), "{e:?}");
+            }
+            other => prop_assert!(false, "a body parser answered {other:?}"),
+        }
+        let code = status(e);
+        prop_assert!(matches!(code, 400 | 422), "{code}");
+        Ok(())
+    }
+
+    /// A query parser's error: always a 400.
+    fn check_query(e: ChatError) -> Result<(), TestCaseError> {
+        prop_assert!(matches!(e, ChatError::BadQuery(_)), "{e:?}");
+        prop_assert_eq!(status(e), 400);
+        Ok(())
+    }
+
+    fn id() -> BoxedStrategy<Value> {
+        prop_oneof![
+            (1..=i64::MAX).prop_map(Value::from),
+            (1..=i64::MAX).prop_map(|n| Value::from(n.to_string())),
+            (i64::MIN..=0).prop_map(Value::from),
+            "[0-9]{19,25}".prop_map(Value::from),
+        ]
+        .boxed()
+    }
+
+    fn group_like() -> BoxedStrategy<Value> {
+        object_of(vec![
+            (
+                "groupName",
+                prop_oneof![".{1,10}", string()]
+                    .prop_map(Value::from)
+                    .boxed(),
+            ),
+            ("creatorId", id()),
+            (
+                "members",
+                prop::collection::vec(
+                    prop_oneof![4 => string().prop_map(Value::from), 1 => value()],
+                    0..6,
+                )
+                .prop_map(Value::Array)
+                .boxed(),
+            ),
+            (
+                "maxMembers",
+                prop_oneof![(-2i64..=10_002).prop_map(Value::from), id()].boxed(),
+            ),
+        ])
+    }
+
+    fn message_like() -> BoxedStrategy<Value> {
+        object_of(vec![
+            ("userId", id()),
+            ("groupId", id()),
+            (
+                "content",
+                prop_oneof![string(), "x{2040,2056}", ".{1,20}"]
+                    .prop_map(Value::from)
+                    .boxed(),
+            ),
+        ])
+    }
+
+    fn any_body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            bytes(),
+            damaged(group_like()),
+            damaged(message_like()),
+            damaged(object_of(vec![("userId", id()), ("messageId", id())])),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_bytes_are_a_request_or_a_400_or_422(raw in any_body()) {
+            if let Err(e) = NewGroup::parse(&mut raw.clone()) {
+                check(e, None, &["groupName", "creatorId", "members", "maxMembers"])?
+            }
+            if let Err(e) = NewMessage::parse(&mut raw.clone()) {
+                check(e, None, &["userId", "groupId", "content"])?
+            }
+            if let Err(e) = parse_join(&mut raw.clone()) { check(e, None, &["userId"])? }
+            if let Err(e) = parse_message_ref(&mut raw.clone()) { check(e, None, &["messageId"])? }
+        }
+
+        /// Any field types: a group within the rules, or a 422 naming a field.
+        #[test]
+        fn a_new_group_of_any_field_types_is_a_group_or_a_422(body in group_like()) {
+            match NewGroup::parse(&mut serde_json::to_vec(&body).unwrap()) {
+                Ok(g) => {
+                    prop_assert!(text(&g.name, GROUP_NAME_MAX));
+                    prop_assert!(g.creator.get() > 0);
+                    prop_assert!(g.members.len() <= MEMBERS_MAX);
+                    prop_assert!(g.max_members.is_none_or(|m| (1..=MAX_MEMBERS_CAP).contains(&m)));
+                    let mut seen = std::collections::HashSet::new();
+                    prop_assert!(g.members.iter().all(|m| seen.insert(m)), "repeated members");
+                }
+                Err(e) => check(e, Some(true), &["groupName", "creatorId", "members", "maxMembers"])?,
+            }
+        }
+
+        #[test]
+        fn a_new_message_of_any_field_types_is_a_message_or_a_422(body in message_like()) {
+            let raw = serde_json::to_vec(&body).unwrap();
+            match NewMessage::parse(&mut raw.clone()) {
+                Ok(m) => {
+                    prop_assert!(m.sender.get() > 0 && m.group.get() > 0);
+                    prop_assert!((1..=CONTENT_MAX).contains(&m.content.chars().count()));
+                    prop_assert!(!m.content.contains('\0'));
+                    prop_assert_eq!(Some(m.content.as_str()), body["content"].as_str());
+                }
+                Err(e) => check(e, Some(true), &["userId", "groupId", "content"])?,
+            }
+            if let Err(e) = parse_join(&mut raw.clone()) { check(e, Some(true), &["userId"])? }
+            if let Err(e) = parse_message_ref(&mut raw.clone()) { check(e, Some(true), &["messageId"])? }
+        }
+
+        #[test]
+        fn a_valid_message_round_trips(
+            user in 1..=i64::MAX,
+            group in 1..=i64::MAX,
+            as_strings in any::<bool>(),
+            content in prop::collection::vec(any::<char>().prop_map(|c| if c == '\0' { '0' } else { c }), 1..=CONTENT_MAX)
+                .prop_map(|cs| cs.into_iter().collect::<String>()),
+        ) {
+            let body = if as_strings {
+                json!({"userId": user.to_string(), "groupId": group.to_string(), "content": content})
+            } else {
+                json!({"userId": user, "groupId": group, "content": content})
+            };
+            let m = NewMessage::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!((m.sender.get(), m.group.get(), m.content), (user, group, content));
+        }
+
+        #[test]
+        fn a_valid_group_round_trips(
+            name in "[a-zA-Z0-9][a-zA-Z0-9 _-]{0,99}",
+            creator in 1..=i64::MAX,
+            members in prop::collection::vec("[a-z]{1,6}", 0..8),
+            max in prop::option::of(1..=MAX_MEMBERS_CAP),
+        ) {
+            let body = json!({"groupName": name, "creatorId": creator, "members": members, "maxMembers": max});
+            let g = NewGroup::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            let mut unique: Vec<String> = Vec::new();
+            for m in members {
+                if !unique.contains(&m) {
+                    unique.push(m);
+                }
+            }
+            prop_assert_eq!(g, NewGroup { name, creator: UserId::from_db(creator), members: unique, max_members: max });
+        }
+
+        /// Every query parser: a request or a 400, whatever the string.
+        #[test]
+        fn any_query_is_a_request_or_a_400(q in prop_oneof![query(), string()]) {
+            if let Err(e) = MessagesQuery::parse(&q) { check_query(e)? }
+            if let Err(e) = UserPoll::parse(&q) { check_query(e)? }
+            if let Err(e) = StatusPoll::parse(&q) { check_query(e)? }
+            if let Err(e) = parse_chats_query(&q) { check_query(e)? }
+            if let Err(e) = parse_group_users_query(&q) { check_query(e)? }
+        }
+
+        #[test]
+        fn valid_queries_round_trip(
+            id in 1..=i64::MAX,
+            before in prop::option::of(1..=i64::MAX),
+            limit in prop::option::of(1..=PAGE_MAX),
+            timeout in prop::option::of(1..=POLL_MAX_SECS),
+            group in prop::option::of("[A-Za-z0-9_.-]{1,64}"),
+        ) {
+            let mut q = format!("groupId={}", encode(&id.to_string()));
+            if let Some(b) = before { q.push_str(&format!("&before={b}")) }
+            if let Some(l) = limit { q.push_str(&format!("&limit={l}")) }
+            let m = MessagesQuery::parse(&q).unwrap();
+            prop_assert_eq!((m.group.get(), m.before.map(MessageId::get), m.limit), (id, before, limit.unwrap_or(PAGE_DEFAULT)));
+            prop_assert_eq!(parse_group_users_query(&q).unwrap().get(), id);
+            let mut poll = format!("user_id={id}");
+            if let Some(t) = timeout { poll.push_str(&format!("&timeout={t}")) }
+            let p = UserPoll::parse(&poll).unwrap();
+            let secs = timeout.unwrap_or(POLL_DEFAULT_SECS);
+            prop_assert_eq!((p.user.get(), p.timeout.as_secs()), (id, secs));
+            prop_assert_eq!(parse_chats_query(&format!("userId={id}")).unwrap().get(), id);
+            let mut status = format!("timeout={secs}");
+            if let Some(g) = &group { status.push_str(&format!("&group={}", encode(g))) }
+            let s = StatusPoll::parse(&status).unwrap();
+            prop_assert_eq!(s.group.as_str(), group.as_deref().unwrap_or(NotifyGroup::ALL));
+        }
+
+        /// Huge, negative and overflowing ids: a 404 in a path, a 400 in a query.
+        #[test]
+        fn a_bad_id_is_a_404_in_a_path_and_a_400_in_a_query(
+            s in prop_oneof![string(), "[1-9][0-9]{19,25}", "-[0-9]{1,20}", Just("0".to_owned())],
+        ) {
+            if json::digits(&s).is_some_and(|n| n > 0) {
+                return Ok(());
+            }
+            prop_assert_eq!(status(GroupId::parse_path(&s).unwrap_err()), 404);
+            prop_assert_eq!(status(MessageId::parse_path(&s).unwrap_err()), 404);
+            let q = format!("groupId={}", encode(&s));
+            check_query(MessagesQuery::parse(&q).unwrap_err())?;
+            check_query(UserPoll::parse(&format!("user_id={}", encode(&s))).unwrap_err())?;
+        }
+
+        #[test]
+        fn a_notify_group_is_accepted_exactly_within_its_rules(s in prop_oneof![string(), "[A-Za-z0-9_.-]{1,70}"]) {
+            let ok = (1..=NOTIFY_GROUP_MAX).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            prop_assert_eq!(NotifyGroup::parse(&s).map(|g| g.as_str().to_owned()), ok.then(|| s.clone()));
+        }
+
+        /// A delivery with any routing key and body is an event or dropped; frames are UTF-8.
+        #[test]
+        fn any_broker_delivery_is_an_event_or_dropped(
+            key in prop_oneof![
+                string(),
+                "group\\.[0-9-]{0,22}\\.(message\\.created|message\\.deleted|member\\.joined|.{0,8})",
+                "notify\\..{0,70}",
+            ],
+            body in bytes(),
+        ) {
+            if let Some(event) = Event::received(&key, body.clone()) {
+                prop_assert_eq!(event.frame.as_bytes(), &body[..]);
+                prop_assert_eq!(event.routing_key(), key);
+            }
+        }
+
+        #[test]
+        fn an_event_round_trips_through_the_broker(group in 1..=i64::MAX, message in 1..=i64::MAX, name in "[A-Za-z0-9_.-]{1,64}", username in ".{0,20}") {
+            let member = Member { id: message, username };
+            for sent in [
+                Event::message_deleted(GroupId(group), MessageId(message)),
+                Event::member_joined(GroupId(group), &member),
+                Event::notify(NotifyGroup::parse(&name).unwrap()),
+            ] {
+                let frame: Value = serde_json::from_str(&sent.frame).unwrap();
+                prop_assert!(frame["type"].is_string());
+                let got = Event::received(&sent.routing_key(), sent.frame.as_bytes().to_vec()).unwrap();
+                prop_assert_eq!((got.target, &*got.frame), (sent.target, &*sent.frame));
+            }
+        }
     }
 }

@@ -33,6 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/ws/updates/{groupId}").route(web::get().to(updates)));
 }
 
+/// What a deleted message is answered with (SPEC §5), as fixed bytes.
+const REMOVED: &str = r#"{"message":"Mensagem removida"}"#;
+
 fn actor(req: &HttpRequest, state: &AppState) -> Result<UserId, ChatError> {
     Ok(state.users.authenticate(req, false)?)
 }
@@ -215,12 +218,7 @@ async fn remove(
         .chat
         .fanout()
         .publish(Event::message_deleted(group, message));
-    Ok(respond(
-        StatusCode::OK,
-        &Said {
-            message: "Mensagem removida".to_owned(),
-        },
-    ))
+    Ok(HttpResponse::Ok().content_type(JSON).body(REMOVED))
 }
 
 /// Deletes a message named in the body; only its sender may.

@@ -19,7 +19,7 @@ async fn client(pool: &Pool) -> Result<Object, ChatError> {
 
 /// A lost connection is worth a retry (503); anything else PostgreSQL says is our bug (500).
 fn db(e: tokio_postgres::Error) -> ChatError {
-    if e.is_closed() || e.code().is_none() {
+    if crate::infra::postgres::is_transient(&e) {
         ChatError::Unavailable(Box::new(e))
     } else {
         ChatError::Database(e)
@@ -59,7 +59,10 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
     let mut client = client(pool).await?;
     let tx = client.transaction().await.map_err(db)?;
     let creator = tx
-        .query_opt(CREATOR, &[&new.creator.get()])
+        .query_opt(
+            &tx.prepare_cached(CREATOR).await.map_err(db)?,
+            &[&new.creator.get()],
+        )
         .await
         .map_err(db)?
         .ok_or(ChatError::UnknownUser)?;
@@ -68,7 +71,10 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
         username: creator.try_get(0).map_err(db)?,
     }];
     let found = tx
-        .query(FIND_USERNAMES, &[&new.members])
+        .query(
+            &tx.prepare_cached(FIND_USERNAMES).await.map_err(db)?,
+            &[&new.members],
+        )
         .await
         .map_err(db)?;
     let mut missing = Vec::new();
@@ -94,7 +100,7 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
     }
     let group: i64 = tx
         .query_one(
-            INSERT_GROUP,
+            &tx.prepare_cached(INSERT_GROUP).await.map_err(db)?,
             &[&new.name, &new.creator.get(), &new.max_members],
         )
         .await
@@ -102,9 +108,12 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
         .try_get(0)
         .map_err(db)?;
     let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-    tx.execute(INSERT_MEMBERS, &[&group, &ids])
-        .await
-        .map_err(db)?;
+    tx.execute(
+        &tx.prepare_cached(INSERT_MEMBERS).await.map_err(db)?,
+        &[&group, &ids],
+    )
+    .await
+    .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(CreatedGroup {
         group_id: group,
@@ -116,7 +125,10 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
 }
 
 /// The group's cap, under its row lock: concurrent joins wait here, one at a time.
-const LOCK_GROUP: &str = "SELECT max_members FROM chat_groups WHERE id = $1 FOR UPDATE";
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: it serialises joins just the same, but does not
+/// conflict with the `KEY SHARE` lock a message insert's foreign key takes on the group row, so
+/// posts to the group never wait for a join.
+const LOCK_GROUP: &str = "SELECT max_members FROM chat_groups WHERE id = $1 FOR NO KEY UPDATE";
 const COUNT_MEMBERS: &str = "SELECT count(*), coalesce(bool_or(user_id = $2), false) \
      FROM chat_members WHERE group_id = $1";
 const JOIN: &str = "INSERT INTO chat_members (group_id, user_id) SELECT $1, id FROM users \
@@ -129,14 +141,20 @@ pub async fn join(pool: &Pool, group: GroupId, user: UserId) -> Result<Member, C
     let mut client = client(pool).await?;
     let tx = client.transaction().await.map_err(db)?;
     let cap: Option<i32> = tx
-        .query_opt(LOCK_GROUP, &[&group.get()])
+        .query_opt(
+            &tx.prepare_cached(LOCK_GROUP).await.map_err(db)?,
+            &[&group.get()],
+        )
         .await
         .map_err(db)?
         .ok_or(ChatError::UnknownGroup)?
         .try_get(0)
         .map_err(db)?;
     let counted = tx
-        .query_one(COUNT_MEMBERS, &[&group.get(), &user.get()])
+        .query_one(
+            &tx.prepare_cached(COUNT_MEMBERS).await.map_err(db)?,
+            &[&group.get(), &user.get()],
+        )
         .await
         .map_err(db)?;
     let (members, already): (i64, bool) = (
@@ -150,7 +168,10 @@ pub async fn join(pool: &Pool, group: GroupId, user: UserId) -> Result<Member, C
         return Err(ChatError::Full);
     }
     let row = tx
-        .query_opt(JOIN, &[&group.get(), &user.get()])
+        .query_opt(
+            &tx.prepare_cached(JOIN).await.map_err(db)?,
+            &[&group.get(), &user.get()],
+        )
         .await
         .map_err(db)?
         .ok_or(ChatError::UnknownUser)?;

@@ -1,7 +1,7 @@
 //! The validated types of the Fibonacci service: a [`Username`] (checked before the WebSocket
 //! upgrade, so a bad one gets a 400 and no socket), the n a client frame asks for
 //! ([`FibRequest`]), what a frame can get wrong ([`InvalidFrame`], answered on the socket), and
-//! what can stop an HTTP request ([`FibError`], mapped to a status in `error.rs`).
+//! what can stop an HTTP request ([`FibError`], mapped to a status by its `From` impl below).
 use chrono::{DateTime, Utc};
 use ntex::http::StatusCode;
 
@@ -213,6 +213,74 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(frame)
             );
+        }
+    }
+}
+
+/// Hostile WebSocket frames and usernames: any bytes never panic the parser, every whole n
+/// within the limit is read back, and everything else is one of the frame errors (the socket
+/// stays open); a bad username is a 400 before any upgrade.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::json::proptests::{bytes, config, damaged, string, value};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn max_n() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(1_000_000u64), 0..=200u64, any::<u64>()]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_frame_is_a_request_within_the_limit_or_a_frame_error(
+            frame in prop_oneof![bytes(), damaged(value()), damaged(value().prop_map(|n| json!({"n": n})))],
+            max in max_n(),
+        ) {
+            match FibRequest::parse(&frame, max) {
+                Ok(r) => prop_assert!(r.n <= max),
+                Err(e) => {
+                    prop_assert!(matches!(e, InvalidFrame::NotANumber | InvalidFrame::NotWhole
+                        | InvalidFrame::Negative | InvalidFrame::TooLarge { .. }), "{e:?}");
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn every_n_within_the_limit_is_read_bare_or_in_an_object(n in any::<u64>(), max in max_n(), pad in "[ \t\r\n]{0,3}") {
+            let want = if n <= max { Ok(FibRequest { n }) } else { Err(InvalidFrame::TooLarge { max_n: max }) };
+            prop_assert_eq!(FibRequest::parse(format!("{pad}{n}{pad}").as_bytes(), max), want.clone());
+            prop_assert_eq!(FibRequest::parse(json!({"n": n}).to_string().as_bytes(), max), want);
+        }
+
+        #[test]
+        fn every_negative_n_is_refused_as_negative(n in i64::MIN..0, max in max_n()) {
+            prop_assert_eq!(FibRequest::parse(n.to_string().as_bytes(), max), Err(InvalidFrame::Negative));
+            prop_assert_eq!(FibRequest::parse(json!({"n": n}).to_string().as_bytes(), max), Err(InvalidFrame::Negative));
+        }
+
+        #[test]
+        fn a_fraction_is_not_whole(whole in 0u32..1000, frac in 1u32..1000) {
+            let frame = format!("{whole}.{frac:03}");
+            prop_assert_eq!(FibRequest::parse(frame.as_bytes(), 1_000_000), Err(InvalidFrame::NotWhole));
+        }
+
+        #[test]
+        fn a_username_is_accepted_exactly_within_its_rules_else_400(
+            s in prop_oneof![string(), "[A-Za-z0-9_.-]{1,32}", "[A-Za-z0-9_.-]{33,40}"],
+        ) {
+            let ok = (1..=32).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            match Username::parse(&s) {
+                Ok(u) => prop_assert!(ok && u.as_str() == s),
+                Err(e) => {
+                    prop_assert!(!ok);
+                    prop_assert_eq!(ApiError::from(e).status().as_u16(), 400);
+                }
+            }
         }
     }
 }

@@ -49,6 +49,12 @@ pub async fn checkout(
     conn
 }
 
+/// Whether a failed query is worth a retry (a 503): the connection was lost or PostgreSQL never
+/// answered, as opposed to PostgreSQL refusing the statement (which a retry would not change).
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.code().is_none()
+}
+
 /// Opens one plain connection, driving it on the current runtime.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;

@@ -29,7 +29,7 @@ pub const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
 /// How often a waiting count looks again: a flush takes ~100 ms, so a few looks per flush.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
-/// Everything that can go wrong with people; `error.rs` maps each to its answer.
+/// Everything that can go wrong with people; the `From<PeopleError> for ApiError` below maps each to its answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeopleError {
     /// 400: the body is not JSON, or a field has the wrong JSON type.

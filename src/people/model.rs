@@ -732,3 +732,222 @@ mod tests {
         assert_eq!(t.like_pattern(), "%node\\_50\\%\\\\%");
     }
 }
+
+/// Hostile input for the people parsers: any bytes, objects with the contract's field names and
+/// values of every JSON type, and valid people generated within SPEC §2's rules.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::ApiError;
+    use crate::json::proptests::{bytes, config, damaged, object_of, string, value};
+    use crate::people::PeopleError;
+    use ntex::http::StatusCode;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn status(invalid: Invalid) -> StatusCode {
+        ApiError::from(PeopleError::from(invalid)).status()
+    }
+
+    /// 1–`max` characters of any Unicode but NUL.
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(
+                any::<char>().prop_map(|c| if c == '\0' { '0' } else { c }),
+                1..=max
+            )
+            .prop_map(|cs| cs.into_iter().collect::<String>()),
+            "[a-zA-Z0-9 #.+-]{1,8}",
+        ]
+    }
+
+    fn date() -> impl Strategy<Value = NaiveDate> {
+        (0i32..=9999, 1u32..=12, 1u32..=31)
+            .prop_filter_map("a real date", |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d))
+    }
+
+    fn good(field: &str) -> BoxedStrategy<Value> {
+        match field {
+            "apelido" => text(APELIDO_MAX + 2).prop_map(Value::from).boxed(),
+            "nome" => text(NOME_MAX + 2).prop_map(Value::from).boxed(),
+            "nascimento" => prop_oneof![
+                date().prop_map(|d| Value::from(d.format("%Y-%m-%d").to_string())),
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}".prop_map(Value::from),
+            ]
+            .boxed(),
+            _ => prop::collection::vec(
+                prop_oneof![4 => text(STACK_ITEM_MAX + 2).prop_map(Value::from), 1 => value()],
+                0..4,
+            )
+            .prop_map(Value::Array)
+            .boxed(),
+        }
+    }
+
+    fn person_like() -> BoxedStrategy<Value> {
+        object_of(
+            ["apelido", "nome", "nascimento", "stack"]
+                .into_iter()
+                .map(|f| (f, good(f)))
+                .collect(),
+        )
+    }
+
+    /// What the contract says of one string field: a type error, a value error, or fine.
+    fn judge_str(v: Option<&Value>, max: usize) -> Option<InvalidKind> {
+        match v {
+            None | Some(Value::Null) => Some(InvalidKind::Unprocessable),
+            Some(Value::String(s)) => {
+                let n = s.chars().count();
+                (n == 0 || n > max || s.contains('\0')).then_some(InvalidKind::Unprocessable)
+            }
+            Some(_) => Some(InvalidKind::Malformed),
+        }
+    }
+
+    /// The contract's verdict on a body, written independently of the parser: any type error
+    /// is a 400, else any value error a 422, else a person.
+    fn verdict(body: &serde_json::Map<String, Value>) -> Option<InvalidKind> {
+        let date = match body.get("nascimento") {
+            Some(Value::String(s)) => (NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err()
+                || s.len() != 10
+                || !s.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                }))
+            .then_some(InvalidKind::Unprocessable),
+            other => judge_str(other, usize::MAX),
+        };
+        let stack = match body.get("stack") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+                .iter()
+                .any(|i| judge_str(Some(i), STACK_ITEM_MAX).is_some())
+                .then_some(InvalidKind::Unprocessable),
+            Some(_) => Some(InvalidKind::Malformed),
+        };
+        let all = [
+            judge_str(body.get("apelido"), APELIDO_MAX),
+            judge_str(body.get("nome"), NOME_MAX),
+            date,
+            stack,
+        ];
+        all.into_iter()
+            .flatten()
+            .min_by_key(|k| *k != InvalidKind::Malformed)
+    }
+
+    fn valid_person() -> impl Strategy<Value = (String, String, NaiveDate, Option<Vec<String>>)> {
+        (
+            text(APELIDO_MAX),
+            text(NOME_MAX),
+            date(),
+            prop::option::of(prop::collection::vec(text(STACK_ITEM_MAX), 0..5)),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_bytes_are_a_person_or_a_400_or_422(mut raw in bytes()) {
+            if let Err(e) = NewPerson::parse(&mut raw) {
+                prop_assert!(matches!(status(e).as_u16(), 400 | 422), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn invalid_utf8_or_a_damaged_body_is_a_400_or_422(mut raw in damaged(person_like())) {
+            let utf8 = std::str::from_utf8(&raw).is_ok();
+            match NewPerson::parse(&mut raw) {
+                Ok(_) => prop_assert!(utf8, "a person from invalid UTF-8"),
+                Err(e) => prop_assert!(matches!(status(e).as_u16(), 400 | 422), "{e:?}"),
+            }
+        }
+
+        /// Fields of every JSON type get the contract's answer: a type error anywhere is 400,
+        /// else a missing, null, too long, empty or impossible value is 422.
+        #[test]
+        fn a_body_of_any_field_types_gets_the_contract_status(body in person_like()) {
+            let Value::Object(fields) = &body else { unreachable!() };
+            let want = verdict(fields);
+            let got = NewPerson::parse(&mut serde_json::to_vec(&body).unwrap());
+            match (want, got) {
+                (None, Ok(_)) => {}
+                (Some(kind), Err(e)) => {
+                    prop_assert_eq!(e.kind, kind, "{} → {:?}", body, e);
+                    let code = status(e).as_u16();
+                    prop_assert_eq!(code, if kind == InvalidKind::Malformed { 400 } else { 422 });
+                }
+                (want, got) => prop_assert!(false, "{body}: wanted {want:?}, got {got:?}"),
+            }
+        }
+
+        /// A person within the rules parses, serialises, and comes back from its queue message
+        /// unchanged.
+        #[test]
+        fn a_valid_person_round_trips((apelido, nome, nascimento, stack) in valid_person()) {
+            let body = json!({"apelido": apelido, "nome": nome,
+                "nascimento": nascimento.format("%Y-%m-%d").to_string(), "stack": stack});
+            let person = NewPerson::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!(person.apelido.as_str(), apelido.as_str());
+            prop_assert_eq!(person.nome.as_str(), nome.as_str());
+            prop_assert_eq!(person.nascimento.date(), nascimento);
+            prop_assert_eq!(
+                person.stack.as_ref().map(|s| s.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()),
+                stack
+            );
+            let id = Uuid::new_v4();
+            let stored = person.clone().with_id(id);
+            let again = Person::from_message(&stored.json).unwrap();
+            prop_assert_eq!(again.id, id);
+            prop_assert_eq!(again.person, person);
+        }
+
+        #[test]
+        fn a_queue_message_of_any_bytes_never_panics(raw in prop_oneof![bytes(), damaged(person_like())]) {
+            let _ = Person::from_message(&raw);
+        }
+
+        #[test]
+        fn any_date_string_never_panics_and_real_dates_round_trip(s in string(), d in date()) {
+            let _ = Nascimento::parse(&s);
+            let written = d.format("%Y-%m-%d").to_string();
+            let parsed = Nascimento::parse(&written).unwrap();
+            prop_assert_eq!(parsed.date(), d);
+            prop_assert_eq!(parsed.to_string(), written);
+        }
+
+        /// Any term, 10 KB ones and SQL's metacharacters included: a 400 when empty or holding
+        /// NUL, otherwise a LIKE pattern that matches the lowercased term literally.
+        #[test]
+        fn a_search_term_is_a_400_or_a_literal_like_pattern(
+            t in prop_oneof![string(), "[%_\\\\';a-zA-Z -]{0,20}", "x{10000,10240}"],
+        ) {
+            match SearchTerm::parse(Some(&t)) {
+                Err(e) => {
+                    prop_assert!(t.is_empty() || t.contains('\0'));
+                    prop_assert_eq!(ApiError::from(e).status().as_u16(), 400);
+                }
+                Ok(term) => {
+                    let p = term.like_pattern();
+                    prop_assert!(p.len() >= 2 && p.starts_with('%') && p.ends_with('%'));
+                    // Unescape the inside: every wildcard must have been escaped.
+                    let mut literal = String::new();
+                    let mut chars = p[1..p.len() - 1].chars();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => literal.push(chars.next().expect("an escape escapes something")),
+                            '%' | '_' => prop_assert!(false, "an unescaped wildcard in {p:?}"),
+                            c => literal.push(c),
+                        }
+                    }
+                    prop_assert_eq!(literal, t.to_lowercase());
+                }
+            }
+        }
+    }
+}

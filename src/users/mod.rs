@@ -96,6 +96,10 @@ impl From<UsersError> for ApiError {
                 StatusCode::FORBIDDEN,
                 r#"{"error":"a user may only change or delete itself"}"#,
             ),
+            E::Busy => Self::from_static(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"too many logins at once, retry shortly"}"#,
+            ),
             E::Unavailable(ref cause) => Self::unavailable("users store", cause.as_ref()),
             E::Database(ref cause) => Self::internal("users query", cause),
         }

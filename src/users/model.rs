@@ -51,6 +51,9 @@ pub enum UsersError {
     /// 403: the token's user may not act on this user.
     #[error("the token's user may only change itself")]
     Forbidden,
+    /// 503: every hashing permit stayed taken for the whole wait (a burst of logins).
+    #[error("password hasher busy")]
+    Busy,
     /// 503: PostgreSQL could not be reached, or the password hasher is gone.
     #[error("users store unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -86,18 +89,6 @@ impl UserId {
     /// From a number that is positive already (the database's ids, a verified token's).
     pub const fn from_db(id: i64) -> Self {
         Self(id)
-    }
-
-    /// Field `key` of a body as a user id: a positive number or a string of digits.
-    pub fn field(fields: &Object<'_>, key: &'static str) -> Result<Option<Self>, Invalid> {
-        match json::opt_id(fields, key) {
-            Ok(None) => Ok(None),
-            Ok(Some(n)) if n > 0 => Ok(Some(Self(n))),
-            _ => Err(Invalid {
-                field: key,
-                message: "must be a positive whole number",
-            }),
-        }
     }
 
     pub const fn get(self) -> i64 {
@@ -274,20 +265,34 @@ impl Registration {
     }
 }
 
-/// `POST /login`: `{"username","password"}`. Only presence is checked: a wrong pair is a 401,
-/// whatever its shape.
+/// `POST /login`: `{"username","password"}`. Only presence is checked (SPEC §4: a wrong pair
+/// is a 401, whatever its shape): a username no user can have (it holds NUL, which PostgreSQL
+/// text cannot) or a password no user can have (empty, too long) is `None`, and answered 401
+/// after the same hash a wrong password costs.
 #[derive(Debug)]
 pub struct Credentials {
-    pub username: String,
-    pub password: Password,
+    pub username: Option<String>,
+    pub password: Option<Password>,
 }
 
 impl Credentials {
     pub fn parse(body: &mut [u8]) -> Result<Self, UsersError> {
         let f = fields(body)?;
-        let username = required(&f, "username", |s| Some(s.to_owned()), "")?;
-        let password = required(&f, "password", Password::parse, PASSWORD_RULE)?;
-        Ok(Self { username, password })
+        let username = present(&f, "username")?;
+        let password = present(&f, "password")?;
+        Ok(Self {
+            username: (!username.contains('\0')).then(|| username.to_owned()),
+            password: Password::parse(password),
+        })
+    }
+}
+
+/// A required string field, whatever it holds.
+fn present<'f>(fields: &'f Object<'_>, key: &'static str) -> Result<&'f str, UsersError> {
+    match json::opt_str(fields, key) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(invalid(key, "is required")),
+        Err(WrongType) => Err(invalid(key, "must be a string")),
     }
 }
 
@@ -573,6 +578,197 @@ mod tests {
                 matches!(UserId::parse_path(bad), Err(UsersError::NotFound)),
                 "{bad}"
             );
+        }
+    }
+}
+
+/// Hostile input for the users parsers: any bytes are a user or a 400/422, bodies with the
+/// right field names and values of every JSON type are a 422 naming a field of theirs (never a
+/// panic, never a 5xx), and users generated within SPEC §4's rules parse as given.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::ApiError;
+    use crate::json::proptests::{bytes, config, damaged, encode, object_of, query, string};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn status(e: UsersError) -> u16 {
+        ApiError::from(e).status().as_u16()
+    }
+
+    /// Not a JSON object → 400; a bad field → 422 naming one of `fields` (or the body).
+    /// `object`: whether the body is one (`None`: not known, either answer will do).
+    fn check(e: UsersError, object: Option<bool>, fields: &[&str]) -> Result<(), TestCaseError> {
+        match &e {
+            UsersError::Malformed(_) => prop_assert!(
+                object != Some(true),
+                "an object refused as malformed: {e:?}"
+            ),
+            UsersError::Invalid(i) => {
+                prop_assert!(
+                    object != Some(false),
+                    "not an object, yet a field is named: {e:?}"
+                );
+                prop_assert!(fields.contains(&i.field) || i.field == "body", "{e:?}")
+            }
+            other => prop_assert!(false, "a parser answered {other:?}"),
+        }
+        let code = status(e);
+        prop_assert!(matches!(code, 400 | 422), "{code}");
+        Ok(())
+    }
+
+    /// 1–`max` characters without control characters, not blank.
+    fn plain(max: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(
+                any::<char>().prop_map(|c| if c.is_control() { 'c' } else { c }),
+                1..=max
+            )
+            .prop_filter("not blank", |cs| cs.iter().any(|c| !c.is_whitespace()))
+            .prop_map(|cs| cs.into_iter().collect::<String>()),
+            "[a-zA-Z0-9_.-]{1,20}",
+        ]
+    }
+
+    fn email() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9._%+-]{1,20}@[a-zA-Z0-9-]{1,12}(\\.[a-zA-Z]{2,6}){1,2}"
+    }
+
+    fn password() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<char>(), 1..=PASSWORD_MAX)
+            .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn good(field: &str) -> BoxedStrategy<Value> {
+        match field {
+            "name" => plain(NAME_MAX + 2).prop_map(Value::from).boxed(),
+            "username" => plain(40).prop_map(Value::from).boxed(),
+            "email" => prop_oneof![email(), string()].prop_map(Value::from).boxed(),
+            _ => prop_oneof![password(), string()]
+                .prop_map(Value::from)
+                .boxed(),
+        }
+    }
+
+    fn body_of(fields: &[&'static str]) -> BoxedStrategy<Value> {
+        object_of(fields.iter().map(|f| (*f, good(f))).collect())
+    }
+
+    const ALL: [&str; 4] = ["name", "email", "password", "username"];
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_bytes_are_parsed_or_a_400_or_422(raw in prop_oneof![bytes(), damaged(body_of(&ALL))]) {
+            let object = None;
+            if let Err(e) = NewUser::parse(&mut raw.clone()) { check(e, object, &ALL)? }
+            if let Err(e) = Registration::parse(&mut raw.clone()) { check(e, object, &ALL)? }
+            if let Err(e) = Credentials::parse(&mut raw.clone()) { check(e, object, &ALL)? }
+            if let Err(e) = UserUpdate::parse(&mut raw.clone()) { check(e, object, &ALL)? }
+        }
+
+        #[test]
+        fn a_new_user_of_any_field_types_is_a_user_or_a_422_naming_a_field(body in body_of(&ALL)) {
+            match NewUser::parse(&mut serde_json::to_vec(&body).unwrap()) {
+                Ok(u) => {
+                    // Whatever was accepted can be stored: no control characters, within bounds.
+                    prop_assert!(text(u.name.as_str(), NAME_MAX));
+                    prop_assert!(text(u.username.as_str(), USERNAME_MAX));
+                    let email = u.email.as_ref().unwrap().as_str();
+                    prop_assert!(!email.contains('\0') && email == email.to_lowercase());
+                }
+                Err(e) => check(e, Some(true), &ALL)?,
+            }
+        }
+
+        #[test]
+        fn a_registration_login_or_update_of_any_field_types_never_panics(body in body_of(&ALL)) {
+            let raw = serde_json::to_vec(&body).unwrap();
+            match Registration::parse(&mut raw.clone()) {
+                Ok(u) => prop_assert!(u.name.as_str().chars().count() <= NAME_MAX && u.email.is_none()),
+                Err(e) => check(e, Some(true), &ALL)?,
+            }
+            if let Err(e) = Credentials::parse(&mut raw.clone()) { check(e, Some(true), &ALL)? }
+            match UserUpdate::parse(&mut raw.clone()) {
+                Ok(u) => prop_assert!(u.name.is_some() || u.email.is_some() || u.username.is_some() || u.password.is_some()),
+                Err(e) => check(e, Some(true), &ALL)?,
+            }
+        }
+
+        #[test]
+        fn a_valid_new_user_parses_as_given(
+            name in plain(NAME_MAX),
+            email in email(),
+            password in password(),
+            username in prop::option::of(plain(USERNAME_MAX)),
+        ) {
+            let mut body = json!({"name": name, "email": email, "password": password});
+            if let Some(u) = &username {
+                body["username"] = json!(u);
+            }
+            let u = NewUser::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!(u.name.as_str(), name.as_str());
+            prop_assert_eq!(u.email.as_ref().unwrap().as_str(), email.to_lowercase());
+            prop_assert_eq!(u.password.as_bytes(), password.as_bytes());
+            let want = username.unwrap_or_else(|| email.to_lowercase());
+            prop_assert_eq!(u.username.as_str(), want.as_str());
+        }
+
+        #[test]
+        fn a_valid_registration_parses_as_given(username in plain(USERNAME_MAX), password in password()) {
+            let body = json!({"username": username, "password": password});
+            let u = Registration::parse(&mut serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!(u.username.as_str(), username.as_str());
+            let name: String = username.chars().take(NAME_MAX).collect();
+            prop_assert_eq!(u.name.as_str(), name.as_str());
+        }
+
+        #[test]
+        fn any_page_query_is_a_page_or_a_400(q in prop_oneof![query(), string()]) {
+            match PageQuery::parse(&q) {
+                Ok(p) => prop_assert!((1..=PAGE_MAX).contains(&p.limit) && p.offset >= 0),
+                Err(e) => {
+                    prop_assert!(matches!(e, UsersError::BadQuery(_)), "{e:?}");
+                    prop_assert_eq!(status(e), 400);
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_page_query_round_trips(
+            limit in prop::option::of(1..=PAGE_MAX),
+            offset in prop::option::of(0..=i64::MAX),
+            junk in "[a-z]{0,5}",
+            v in ".{0,5}",
+        ) {
+            let mut pairs = vec![];
+            if !["limit", "offset"].contains(&junk.as_str()) {
+                pairs.push(format!("{}={}", encode(&junk), encode(&v)));
+            }
+            if let Some(l) = limit { pairs.push(format!("limit={l}")) }
+            if let Some(o) = offset { pairs.push(format!("offset={}", encode(&o.to_string()))) }
+            let p = PageQuery::parse(&pairs.join("&")).unwrap();
+            prop_assert_eq!((p.limit, p.offset), (limit.unwrap_or(PAGE_DEFAULT), offset.unwrap_or(0)));
+        }
+
+        /// Huge, negative, signed or overflowing ids in a path name no user: 404, never a 5xx.
+        #[test]
+        fn any_path_id_is_a_user_id_or_a_404(s in prop_oneof![string(), "[0-9]{18,30}", "-[0-9]{1,20}"]) {
+            match UserId::parse_path(&s) {
+                Ok(id) => prop_assert!(id.get() > 0 && s.bytes().all(|b| b.is_ascii_digit())),
+                Err(e) => prop_assert_eq!(status(e), 404),
+            }
+        }
+
+        #[test]
+        fn any_email_string_never_panics_and_an_accepted_one_fits(s in prop_oneof![string(), email()]) {
+            if let Some(e) = Email::parse(&s) {
+                prop_assert!(e.as_str().chars().count() <= EMAIL_MAX);
+                prop_assert!(!e.as_str().contains(char::is_whitespace));
+            }
         }
     }
 }

@@ -23,6 +23,10 @@ const PASSES: u32 = 5;
 /// is 14 MiB at worst, inside a replica's 60 MB.
 pub const CONCURRENT_HASHES: usize = 2;
 
+/// Longest a request waits for a hashing permit before it is answered 503: a login flood is
+/// refused rather than queued without end (and held through a shutdown's drain).
+const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn argon2() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, 1, None)
         .expect("BUG: the Argon2 parameters are constants within its limits");
@@ -44,19 +48,24 @@ impl Default for Hasher {
 }
 
 impl Hasher {
-    /// Runs `work` on the blocking pool once a permit is free.
+    /// Runs `work` on the blocking pool once a permit is free, waiting at most
+    /// [`PERMIT_WAIT`]. The permit travels with the work: a client that hangs up drops its
+    /// request, not the hash already running, so the permit must stay taken until the hash
+    /// ends, or a burst of abandoned logins would run any number of hashes at once.
     async fn off_loop<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, UsersError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let permit = tokio::time::timeout(PERMIT_WAIT, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| UsersError::Busy)?
             .map_err(|e| UsersError::Unavailable(Box::new(e)))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| UsersError::Unavailable(Box::new(e)))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| UsersError::Unavailable(Box::new(e)))
     }
 
     /// The PHC string of `password` with a fresh random salt.
@@ -70,31 +79,32 @@ impl Hasher {
         .map_err(|e| UsersError::Unavailable(e.to_string().into()))
     }
 
-    /// Whether `password` matches `stored`. With no stored hash (no such user) a hash is still
-    /// checked — of a password nobody has — so a wrong username takes as long as a wrong
+    /// Whether `password` matches `stored`. With no stored hash (no such user), or a password
+    /// no user can have (`None`: empty, too long), a hash is still checked — of a password
+    /// nobody has — so a wrong username or an impossible password takes as long as a wrong
     /// password and the answer time does not tell which usernames exist.
     pub async fn verify(
         &self,
-        password: Password,
+        password: Option<Password>,
         stored: Option<String>,
     ) -> Result<bool, UsersError> {
-        let known = stored.is_some();
-        let stored = match stored {
-            Some(stored) => stored,
-            None => decoy().to_owned(),
-        };
-        let matched = self
-            .off_loop(move || {
-                argon2()
-                    .verify_password(password.as_bytes(), stored.as_str())
-                    .is_ok()
-            })
-            .await?;
-        Ok(known && matched)
+        let possible = password.is_some() && stored.is_some();
+        self.off_loop(move || {
+            let password = password.unwrap_or_else(|| {
+                Password::parse("-").expect("BUG: a one-character password is valid")
+            });
+            let matched = match &stored {
+                Some(stored) => argon2().verify_password(password.as_bytes(), stored.as_str()),
+                None => argon2().verify_password(password.as_bytes(), decoy()),
+            };
+            possible && matched.is_ok()
+        })
+        .await
     }
 }
 
-/// A hash of a random password, made once, that unknown usernames are checked against.
+/// A hash of a random password, made once (on the blocking pool, by the first unknown
+/// username), that unknown usernames are checked against.
 fn decoy() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
@@ -124,11 +134,11 @@ mod tests {
         );
         assert!(!stored.contains("correct horse"));
         assert!(hasher
-            .verify(password("correct horse"), Some(stored.clone()))
+            .verify(Some(password("correct horse")), Some(stored.clone()))
             .await
             .unwrap());
         assert!(!hasher
-            .verify(password("correct hors"), Some(stored))
+            .verify(Some(password("correct hors")), Some(stored))
             .await
             .unwrap());
     }
@@ -144,7 +154,13 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
         let hasher = Hasher::default();
-        assert!(!hasher.verify(password("anything"), None).await.unwrap());
+        assert!(!hasher
+            .verify(Some(password("anything")), None)
+            .await
+            .unwrap());
+        assert!(!hasher.verify(None, None).await.unwrap());
+        let stored = hasher.hash(password("x")).await.unwrap();
+        assert!(!hasher.verify(None, Some(stored)).await.unwrap());
     }
 
     #[test]

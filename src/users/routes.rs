@@ -99,7 +99,10 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let mut body = read_body(&req, payload).await?;
     let credentials = Credentials::parse(&mut body)?;
-    let found = store::credentials(&state.pg, &credentials.username).await?;
+    let found = match &credentials.username {
+        Some(username) => store::credentials(&state.pg, username).await?,
+        None => None,
+    };
     let (user, stored) = match found {
         Some((user, stored)) => (Some(user), Some(stored)),
         None => (None, None),
