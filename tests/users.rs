@@ -126,14 +126,24 @@ fn login_answers_a_token_for_the_right_pair_and_401_otherwise() {
     let name = unique("carol");
     let (id, token) = user_with_token(&app.url(""), &name);
     assert!(id > 0 && !token.is_empty());
+    // Any wrong pair is 401, whatever its shape (SPEC §4): an empty or over-long password, a
+    // username no user can have.
     for wrong in [
         json!({"username": name, "password": "nope"}),
         json!({"username": unique("nobody"), "password": "pw-123456"}),
+        json!({"username": name, "password": ""}),
+        json!({"username": name, "password": "p".repeat(300)}),
+        json!({"username": "a\u{0}b", "password": "pw-123456"}),
     ] {
         let (status, body) = call("POST", &app.url("/login"), None, Some(&wrong));
         assert_eq!(status, 401, "{body}");
         assert!(body.get("token").is_none());
     }
+    let missing = json!({"username": name});
+    assert_eq!(
+        call("POST", &app.url("/login"), None, Some(&missing)).0,
+        422
+    );
 }
 
 #[test]
