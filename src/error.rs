@@ -53,6 +53,11 @@ impl ApiError {
         }
     }
 
+    /// A validation error whose message starts with the field's name (`email must be …`).
+    pub fn named_field(status: StatusCode, field: &'static str, rule: &'static str) -> Self {
+        Self::field(status, field, format!("{field} {rule}"))
+    }
+
     /// A body that is already JSON (fixed errors kept as `static` bytes).
     pub const fn from_static(status: StatusCode, body: &'static str) -> Self {
         Self {

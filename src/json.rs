@@ -131,6 +131,22 @@ pub fn object(body: &mut [u8]) -> Result<simd_json::borrowed::Object<'_>, &'stat
     }
 }
 
+/// Which input was wrong and why, in words fit for the client (users and chat; the answer is
+/// `{"error":"<field> <message>","field":"<field>"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+/// Free text a person types (a name, a group's name): 1–`max` characters, not blank, none of
+/// them control characters (they break logs and clients alike).
+pub fn text(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count())
+        && !s.trim().is_empty()
+        && !s.chars().any(char::is_control)
+}
+
 /// A field of the wrong JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WrongType;

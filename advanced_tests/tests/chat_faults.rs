@@ -1,5 +1,6 @@
-//! Chat survives a RabbitMQ restart (`rabbitmqctl stop_app && start_app`, never the node: other
-//! stacks share it). While the broker is down a post is still stored and answered 201
+//! Chat survives a RabbitMQ restart (`rabbitmqctl stop_app && start_app`: the broker stops for
+//! every client on this machine, but its Erlang node and data stay, so it comes back in
+//! seconds). While the broker is down a post is still stored and answered 201
 //! (PostgreSQL is the source of truth); once it is back, every replica has reconnected and
 //! re-declared its queue by itself, and events reach sockets on other replicas again.
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! People survive their faults: while POSTs stream in through nginx, the inserter is killed
 //! with SIGKILL and started again, and RabbitMQ's application is restarted (`rabbitmqctl
-//! stop_app && start_app`, never the node: other stacks share it). Every 201 must end up in
+//! stop_app && start_app`: the broker stops for every client on this machine, but its
+//! Erlang node and data stay, so it comes back in seconds). Every 201 must end up in
 //! PostgreSQL exactly once; the only other answers allowed meanwhile are 503 (and 502 while
 //! `heal` restarts replicas).
 use std::sync::atomic::{AtomicU64, Ordering};

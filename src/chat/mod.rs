@@ -54,16 +54,10 @@ impl From<ChatError> for ApiError {
         let forbidden = |body| Self::from_static(StatusCode::FORBIDDEN, body);
         match e {
             E::Malformed(reason) => Self::bad_request(reason),
-            E::Invalid(i) => Self::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                i.field,
-                format!("{} {}", i.field, i.message),
-            ),
-            E::BadQuery(i) => Self::field(
-                StatusCode::BAD_REQUEST,
-                i.field,
-                format!("{} {}", i.field, i.message),
-            ),
+            E::Invalid(i) => {
+                Self::named_field(StatusCode::UNPROCESSABLE_ENTITY, i.field, i.message)
+            }
+            E::BadQuery(i) => Self::named_field(StatusCode::BAD_REQUEST, i.field, i.message),
             E::Users(e) => e.into(),
             E::NotYou => forbidden(r#"{"error":"the body's user is not the token's user"}"#),
             E::NotMember => forbidden(r#"{"error":"not a member of this group"}"#),

@@ -7,7 +7,8 @@ use serde::Serialize;
 use simd_json::borrowed::Object;
 use utoipa::ToSchema;
 
-use crate::json;
+pub use crate::json::Invalid;
+use crate::json::{self, text};
 use crate::users::{UserId, UsersError};
 
 /// Longest message, in characters (SPEC §5).
@@ -91,13 +92,6 @@ impl From<ntex::ws::error::HandshakeError> for ChatError {
     }
 }
 
-/// Which input was wrong and why, in words fit for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: &'static str,
-    pub message: &'static str,
-}
-
 const fn invalid(field: &'static str, message: &'static str) -> ChatError {
     ChatError::Invalid(Invalid { field, message })
 }
@@ -160,12 +154,6 @@ fn user_field(fields: &Object<'_>, key: &'static str) -> Result<UserId, ChatErro
 
 fn fields(body: &mut [u8]) -> Result<Object<'_>, ChatError> {
     json::object(body).map_err(ChatError::Malformed)
-}
-
-/// 1–`max` characters, not blank, none of them control characters.
-fn text(s: &str, max: usize) -> bool {
-    let chars = s.chars().count();
-    (1..=max).contains(&chars) && !s.trim().is_empty() && !s.chars().any(char::is_control)
 }
 
 /// The acting user must be the one the body names (SPEC §4: a disagreeing `userId` is 403).

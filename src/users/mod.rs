@@ -63,16 +63,10 @@ impl From<UsersError> for ApiError {
         use UsersError as E;
         match e {
             E::Malformed(reason) => Self::bad_request(reason),
-            E::Invalid(i) => Self::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                i.field,
-                format!("{} {}", i.field, i.message),
-            ),
-            E::BadQuery(i) => Self::field(
-                StatusCode::BAD_REQUEST,
-                i.field,
-                format!("{} {}", i.field, i.message),
-            ),
+            E::Invalid(i) => {
+                Self::named_field(StatusCode::UNPROCESSABLE_ENTITY, i.field, i.message)
+            }
+            E::BadQuery(i) => Self::named_field(StatusCode::BAD_REQUEST, i.field, i.message),
             E::UsernameTaken => Self::from_static(
                 StatusCode::CONFLICT,
                 r#"{"error":"username already taken","field":"username"}"#,

@@ -8,7 +8,8 @@ use serde::Serialize;
 use simd_json::borrowed::Object;
 use utoipa::ToSchema;
 
-use crate::json::{self, WrongType};
+pub use crate::json::Invalid;
+use crate::json::{self, text, WrongType};
 
 /// Longest username, in characters: a username defaults to the email, so it fits one.
 const USERNAME_MAX: usize = 254;
@@ -62,13 +63,6 @@ pub enum UsersError {
     Database(#[source] tokio_postgres::Error),
 }
 
-/// Which input was wrong and why, in words fit for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: &'static str,
-    pub message: &'static str,
-}
-
 const fn invalid(field: &'static str, message: &'static str) -> UsersError {
     UsersError::Invalid(Invalid { field, message })
 }
@@ -119,21 +113,9 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// Characters from 1 to `max`, no control characters (they break logs and clients alike).
-fn text(s: &str, max: usize) -> bool {
-    let mut chars = 0;
-    for c in s.chars() {
-        if c.is_control() {
-            return false;
-        }
-        chars += 1;
-    }
-    (1..=max).contains(&chars)
-}
-
 impl Username {
     pub fn parse(s: &str) -> Option<Self> {
-        (text(s, USERNAME_MAX) && !s.trim().is_empty()).then(|| Self(s.to_owned()))
+        text(s, USERNAME_MAX).then(|| Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -143,7 +125,7 @@ impl Username {
 
 impl Name {
     pub fn parse(s: &str) -> Option<Self> {
-        (text(s, NAME_MAX) && !s.trim().is_empty()).then(|| Self(s.to_owned()))
+        text(s, NAME_MAX).then(|| Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
