@@ -75,8 +75,16 @@ fn the_stack_has_nginx_two_api_replicas_an_inserter_and_the_three_services() {
             "{gone}: the replicas are one scalable service, api"
         );
     }
-    assert_eq!(replicas(&doc["services"]["api"]), 2, "two API replicas by default");
-    assert_eq!(replicas(&doc["services"]["inserter"]), 1, "the queue's one consumer");
+    assert_eq!(
+        replicas(&doc["services"]["api"]),
+        2,
+        "two API replicas by default"
+    );
+    assert_eq!(
+        replicas(&doc["services"]["inserter"]),
+        1,
+        "the queue's one consumer"
+    );
     assert_eq!(doc["services"]["inserter"]["command"][0], "inserter");
     let ports: Vec<&str> = doc["services"]["nginx"]["ports"]
         .as_sequence()
@@ -95,7 +103,10 @@ fn the_api_service_can_be_scaled_and_each_replica_names_itself_after_its_contain
     // clash on the host port or the container name, and a fixed hostname would give every
     // replica the same INSTANCE_NAME.
     for key in ["hostname", "container_name", "ports"] {
-        assert!(api[key].is_null(), "api sets {key}: `--scale api=N` would clash");
+        assert!(
+            api[key].is_null(),
+            "api sets {key}: `--scale api=N` would clash"
+        );
     }
     assert!(
         api["environment"]["INSTANCE_NAME"].is_null(),
@@ -168,7 +179,9 @@ fn nginx_finds_the_api_replicas_through_dockers_dns() {
 
     // Open-source nginx supports `resolve` in an upstream (and `resolver` there) since 1.27.3.
     let doc = compose();
-    let image = doc["services"]["nginx"]["image"].as_str().expect("nginx image");
+    let image = doc["services"]["nginx"]["image"]
+        .as_str()
+        .expect("nginx image");
     let tag = image.split_once(':').expect("a pinned tag").1;
     let version: Vec<u32> = tag
         .split('-')
