@@ -55,3 +55,12 @@ stop_pid() {
 }
 
 replica_port() { echo $((API_BASE_PORT + $1 - 1)); }
+
+# The binary process $1 runs: /proc/PID/exe (less " (deleted)" once cargo replaced the file), or
+# what scripts/up wrote beside its pid file ($2) when /proc does not say.
+running_bin() {
+    local exe
+    if exe=$(readlink "/proc/$1/exe" 2>/dev/null); then echo "${exe% (deleted)}"; else cat "$2" 2>/dev/null || echo "an unknown binary"; fi
+}
+# True when process $1 runs $BIN (the build ARENA_BUILD asks for).
+runs_bin() { [ "$(running_bin "$1" "$2")" = "$(readlink -f "$BIN")" ]; }
