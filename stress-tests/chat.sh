@@ -3,7 +3,8 @@
 # resident memory before and during the run, to report RSS per 1 000 room sockets (sockets per
 # replica from its own /metrics: arena_open_websockets{kind="room"}).
 #   stress-tests/chat.sh [SOCKETS] [DURATION]        e.g. 2000 30s (defaults 200 30s)
-# ROOMS, RATE and USERS pass through to chat.js.
+# ROOMS, RATE and USERS pass through to chat.js; K6_SCRIPT runs another script in its place
+# (stress-tests/run's wrapper of it).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 SOCKETS=${1:-${SOCKETS:-200}}
@@ -27,7 +28,7 @@ done
 REPLICA_URLS=$(IFS=,; echo "${urls[*]}")
 
 SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL REPLICA_URLS=$REPLICA_URLS \
-    k6 run --quiet "$(dirname "$0")/chat.js" &
+    k6 run --quiet "${K6_SCRIPT:-$(dirname "$0")/chat.js}" &
 k6pid=$!
 while proc_alive "$k6pid"; do
     sleep 2

