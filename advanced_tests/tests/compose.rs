@@ -226,8 +226,8 @@ fn the_docker_only_lines_are_those_scripts_up_replaces() {
 #[test]
 fn every_nginx_upstream_is_a_compose_service_nginx_waits_for() {
     // nginx resolves a plain upstream name (the inserter's) once, at start: a name with no
-    // container yet stops it. The `resolve` one (api) would wait, but starting nginx before
-    // any replica only answers 503s.
+    // container yet stops it. The API's is re-resolved, but nginx started before any replica
+    // would only answer 503s.
     let conf = nginx_conf();
     let doc = compose();
     let waits: Vec<&str> = doc["services"]["nginx"]["depends_on"]
