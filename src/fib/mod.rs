@@ -78,7 +78,7 @@ pub fn bench(n: u64, rounds: u32) -> (std::time::Duration, std::time::Duration, 
         let value = compute::fib(n);
         let computed = start.elapsed();
         let start = Instant::now();
-        let digits = value.to_string().len();
+        let digits = compute::decimal(&value).len();
         let rendered = start.elapsed();
         if computed + rendered < best.0.saturating_add(best.1) {
             best = (computed, rendered, digits);
