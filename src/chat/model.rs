@@ -924,6 +924,8 @@ mod proptests {
                     prop_assert!(text(&g.name, GROUP_NAME_MAX));
                     prop_assert!(g.creator.get() > 0);
                     prop_assert!(g.members.len() <= MEMBERS_MAX);
+                    // PostgreSQL text cannot hold NUL: a lookup of such a name would be a 500.
+                    prop_assert!(g.members.iter().all(|m| !m.contains('\0')));
                     prop_assert!(g.max_members.is_none_or(|m| (1..=MAX_MEMBERS_CAP).contains(&m)));
                     let mut seen = std::collections::HashSet::new();
                     prop_assert!(g.members.iter().all(|m| seen.insert(m)), "repeated members");

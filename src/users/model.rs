@@ -673,7 +673,11 @@ mod proptests {
                 Ok(u) => prop_assert!(u.name.as_str().chars().count() <= NAME_MAX && u.email.is_none()),
                 Err(e) => check(e, Some(true), &ALL)?,
             }
-            if let Err(e) = Credentials::parse(&mut raw.clone()) { check(e, Some(true), &ALL)? }
+            match Credentials::parse(&mut raw.clone()) {
+                // The username goes to PostgreSQL as text: one holding NUL must not.
+                Ok(c) => prop_assert!(c.username.is_none_or(|u| !u.contains('\0'))),
+                Err(e) => check(e, Some(true), &ALL)?,
+            }
             match UserUpdate::parse(&mut raw.clone()) {
                 Ok(u) => prop_assert!(u.name.is_some() || u.email.is_some() || u.username.is_some() || u.password.is_some()),
                 Err(e) => check(e, Some(true), &ALL)?,
