@@ -92,6 +92,13 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout() -> Self {
+        Self::from_static(
+            StatusCode::REQUEST_TIMEOUT,
+            r#"{"error":"the request body did not arrive in time"}"#,
+        )
+    }
+
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
@@ -191,16 +198,28 @@ pub async fn read_body(
         return Err(ApiError::payload_too_large());
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(512));
-    while let Some(chunk) = payload.recv().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            discard(payload).await;
-            return Err(ApiError::payload_too_large());
+    let read = async {
+        while let Some(chunk) = payload.recv().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                discard(payload).await;
+                return Err(ApiError::payload_too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    // ntex's payload read rate (server.rs) only starts with the first byte of the body: a
+    // client that sends its headers and then nothing would otherwise hold the request for good.
+    tokio::time::timeout(BODY_READ_LIMIT, read)
+        .await
+        .map_err(|_| ApiError::body_timeout())??;
     Ok(body)
 }
+
+/// The longest a request body may take to arrive, whole (64 KiB at most: a second on any link).
+pub const BODY_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads and drops up to [`MAX_DISCARDED_BYTES`] more of a refused body. A client that writes
 /// its whole body before reading gets a broken pipe instead of our 413 when the connection is

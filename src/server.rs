@@ -226,6 +226,7 @@ fn build(
         )
     })
     .workers(config.workers)
+    .config(http_config())
     // serve() handles SIGTERM/SIGINT itself, to signal our tasks before the drain.
     .disable_signals()
     .shutdown_timeout(ntex::time::Seconds(config.shutdown_timeout_secs));
@@ -238,6 +239,20 @@ fn build(
         (None, None) => server.bind((config.host.as_str(), config.port))?,
     };
     Ok(server.run())
+}
+
+/// HTTP settings beside ntex's defaults: a request body must keep arriving — at least 256
+/// bytes every 5 s, and never longer than 30 s in all — or the connection is closed with 408,
+/// so a client that stalls or trickles its body cannot hold a request (ntex leaves this off).
+fn http_config() -> ntex::service::cfg::SharedCfg {
+    use ntex::time::Seconds;
+    ntex::service::cfg::SharedCfg::new("arena")
+        .add(ntex::http::HttpServiceConfig::new().set_payload_read_rate(
+            Seconds(5),
+            Seconds(30),
+            256,
+        ))
+        .into()
 }
 
 /// `arena serve`: runs a replica until SIGTERM/SIGINT.

@@ -785,9 +785,6 @@ fn a_client_that_trickles_its_headers_is_disconnected() {
 const BODY_LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
-#[ignore = "BUG: ntex's payload read rate is off by default (HttpServiceConfig::payload_read_rate \
-            = None) and read_body has no deadline: a client that sends its headers and then \
-            stalls its body holds the connection and a worker's request for good"]
 fn a_client_that_stalls_its_body_is_disconnected() {
     let app = app();
     let mut s = TcpStream::connect(app.addr).unwrap();
@@ -803,9 +800,6 @@ fn a_client_that_stalls_its_body_is_disconnected() {
 }
 
 #[test]
-#[ignore = "BUG: ntex's payload read rate is off by default (HttpServiceConfig::payload_read_rate \
-            = None) and read_body has no deadline: a body trickled a byte every 500 ms is read \
-            for as long as the client likes"]
 fn a_client_that_trickles_its_body_is_disconnected() {
     let app = app();
     let mut s = TcpStream::connect(app.addr).unwrap();

@@ -154,10 +154,6 @@ fn sql_metacharacters_and_a_7_kb_term_are_searched_through_nginx() {
 }
 
 #[test]
-#[ignore = "BUG: nginx keeps its default large_client_header_buffers (4 8k): a request line over \
-            8 KB — a 10 KB search term — gets nginx's own 414 with an HTML body. \
-            `large_client_header_buffers 4 32k;` in nginx.conf's http block lets it through \
-            (a 10 KB term percent-encoded is 30 KB) and the replica answers 200 []"]
 fn a_10_kb_search_term_is_answered_through_nginx() {
     let s = stack();
     for t in ["x".repeat(10 * 1024), "%_'".repeat(3414)] {
