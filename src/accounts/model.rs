@@ -61,7 +61,7 @@ pub struct ClienteId(i32);
 
 impl ClienteId {
     pub fn parse(s: &str) -> Result<Self, AccountsError> {
-        match parse_digits(s).and_then(|n| i32::try_from(n).ok()) {
+        match crate::json::digits(s).and_then(|n| i32::try_from(n).ok()) {
             Some(n) if n > 0 => Ok(Self(n)),
             _ => Err(AccountsError::UnknownAccount),
         }
@@ -84,20 +84,12 @@ pub struct TransactionId(i64);
 impl TransactionId {
     /// `None` for anything that is not a positive decimal number.
     pub fn parse(s: &str) -> Option<Self> {
-        parse_digits(s).filter(|&n| n > 0).map(Self)
+        crate::json::digits(s).filter(|&n| n > 0).map(Self)
     }
 
     pub const fn get(self) -> i64 {
         self.0
     }
-}
-
-/// ASCII digits only (no sign, no spaces, no `+`), up to `i64::MAX`.
-fn parse_digits(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// A positive whole number of cents.
@@ -340,7 +332,7 @@ impl ListQuery {
                     )
                 }
                 "limit" => {
-                    q.limit = parse_digits(value)
+                    q.limit = crate::json::digits(value)
                         .filter(|n| (1..=i64::from(MAX_PAGE)).contains(n))
                         .ok_or(invalid("limit", "must be an integer from 1 to 100"))?
                         as u16
