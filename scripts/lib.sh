@@ -19,6 +19,9 @@ case $ARENA_BUILD in
     debug) BIN=$ROOT/target/debug/arena; BUILD_FLAGS=() ;;
     *) echo "ARENA_BUILD is release or debug" >&2; exit 2 ;;
 esac
+# ARENA_BIN=path runs that binary and skips the build: before/after measurements of two commits
+# (build each, copy it aside, run the stack on one, then the other).
+if [ -n "${ARENA_BIN:-}" ]; then BIN=$(readlink -f "$ARENA_BIN"); fi
 mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/started"
 
 log() { printf '\033[1m[arena]\033[0m %s\n' "$*" >&2; }

@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ntex::web::ws::{CloseCode, Message, WsSink};
+use ntex::web::ws::{CloseCode, Message};
+use crate::ws::Sink;
 use tokio::sync::{broadcast, oneshot};
 
 use super::fanout::Fanout;
@@ -39,7 +40,7 @@ struct Poll {
 #[derive(Default)]
 struct Subscribers {
     /// group → socket key → sink.
-    rooms: HashMap<GroupId, HashMap<u64, WsSink>>,
+    rooms: HashMap<GroupId, HashMap<u64, Sink>>,
     /// group → keys of the user polls waiting on it (a set: thousands of polls on one busy
     /// group leave it one by one when they time out).
     user_polls: HashMap<GroupId, HashSet<u64>>,
@@ -94,7 +95,7 @@ impl Hub {
     }
 
     /// Seats a room socket of `group`; the seat leaves when dropped.
-    pub fn join_room(&self, group: GroupId, sink: WsSink) -> RoomSeat {
+    pub fn join_room(&self, group: GroupId, sink: Sink) -> RoomSeat {
         self.dispatch();
         let key = self.key();
         if self.0.shutdown.is_stopping() {
@@ -166,7 +167,7 @@ impl Hub {
             let subs = &mut *subs;
             match &event.target {
                 Target::Group(group, kind) => {
-                    let sinks: Vec<WsSink> = subs
+                    let sinks: Vec<Sink> = subs
                         .rooms
                         .get(group)
                         .map(|room| room.values().cloned().collect())
@@ -183,7 +184,7 @@ impl Hub {
                 }
                 Target::Notify(notified) => {
                     let room = notified.room();
-                    let sinks: Vec<WsSink> = subs
+                    let sinks: Vec<Sink> = subs
                         .rooms
                         .iter()
                         .filter(|(group, _)| notified.is_all() || Some(**group) == room)
@@ -211,7 +212,7 @@ impl Hub {
     }
 
     fn close_rooms(&self) {
-        let sinks: Vec<WsSink> = self
+        let sinks: Vec<Sink> = self
             .0
             .subscribers
             .borrow()

@@ -4,7 +4,7 @@
 //! Nothing here writes SQL. The long-polls and `/notify` are in `subscribe.rs`.
 use ntex::http::StatusCode;
 use ntex::service::fn_factory_with_config;
-use ntex::web::{self, ws, HttpRequest, HttpResponse};
+use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{
     parse_chats_query, parse_group_users_query, parse_join, parse_message_ref, same_user,
@@ -296,10 +296,9 @@ async fn updates(
     let hub = state.chat.clone();
     // ntex's factory is an `Fn` but makes one session per upgrade.
     let slot = std::cell::Cell::new(Some(slot));
-    ws::start(
+    crate::ws::start(
         req,
-        None::<&str>,
-        fn_factory_with_config(async move |sink: ws::WsSink| {
+        fn_factory_with_config(async move |sink: crate::ws::Sink| {
             let slot = slot
                 .take()
                 .expect("BUG: ntex makes one session per upgrade");

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 
 use ntex::service::fn_factory_with_config;
-use ntex::web::{self, ws, HttpRequest, HttpResponse};
+use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{ConnectedUser, ConnectedUsers, FibError, Username};
 use super::session::Session;
@@ -45,10 +45,9 @@ async fn open(
     // upgrade failed), the `Recorded` is dropped with it and deletes the row.
     let recorded = Cell::new(Some((recorded, slot)));
     let max_n = state.config.fib_max_n;
-    ws::start(
+    crate::ws::start(
         req,
-        None::<&str>,
-        fn_factory_with_config(async move |sink: ws::WsSink| {
+        fn_factory_with_config(async move |sink: crate::ws::Sink| {
             let (recorded, slot) = recorded
                 .take()
                 .expect("BUG: ntex makes one session per upgrade");

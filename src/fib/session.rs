@@ -9,7 +9,8 @@ use std::rc::Rc;
 
 use ntex::service::{Service, ServiceCtx};
 use ntex::util::{ByteString, BytesMut};
-use ntex::web::ws::{Frame, Message, WsSink};
+use ntex::web::ws::{Frame, Message};
+use crate::ws::Sink;
 use ntex::ws::Item;
 
 use super::compute;
@@ -47,7 +48,7 @@ enum Fragments {
 }
 
 pub struct Session {
-    sink: WsSink,
+    sink: Sink,
     sockets: Sockets,
     pool: ComputePool,
     max_n: u64,
@@ -64,7 +65,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        sink: WsSink,
+        sink: Sink,
         sockets: Sockets,
         pool: ComputePool,
         max_n: u64,

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use ntex::util::ByteString;
-use ntex::web::ws::{CloseCode, Message, WsSink};
+use ntex::web::ws::{CloseCode, Message};
+use crate::ws::Sink;
 use uuid::Uuid;
 
 use super::clock;
@@ -25,7 +26,7 @@ use crate::lifecycle::Shutdown;
 use crate::ws::{close, deliver, Delivery, GOING_AWAY};
 
 struct Open {
-    sink: WsSink,
+    sink: Sink,
     // Kept whole, not just its id: the refresh writes the row back if it has gone.
     row: Row,
 }
@@ -123,7 +124,7 @@ impl Sockets {
     /// The replica may have begun stopping after the socket's open checked it: then the clock
     /// may already have closed every socket and deleted the replica's rows without this one,
     /// so the socket is closed with 1001 here and deletes its own row when it goes.
-    pub fn join(&self, sink: WsSink, mut recorded: Recorded) -> Membership {
+    pub fn join(&self, sink: Sink, mut recorded: Recorded) -> Membership {
         let row = recorded
             .row
             .take()
@@ -172,7 +173,7 @@ impl Sockets {
 
     /// Every open socket's sink, copied out so no RefCell borrow is held while writing (a
     /// write can close a socket, which leaves the registry).
-    fn sinks(&self) -> Vec<WsSink> {
+    fn sinks(&self) -> Vec<Sink> {
         self.0
             .open
             .borrow()
