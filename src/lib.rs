@@ -32,8 +32,9 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Reset => infra::block_on(async move {
             infra::postgres::migrate(&config.database_url).await?;
             infra::postgres::reset(&config.database_url, server::RESET_SQL).await?;
-            // People's dedup keys, cache and pending set go with their table.
-            people::store::reset_redis(&config.redis_url).await?;
+            // People's dedup keys, cache and pending set go with their table; then the
+            // sentinel, since Redis's (no) apelido keys now cover the (empty) table.
+            people::store::reset_redis(&config.redis_url, &config.people_queue).await?;
             Ok(())
         }),
         Command::Inserter => people::inserter::run(config),

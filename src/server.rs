@@ -267,6 +267,9 @@ pub fn serve(config: Config) -> Result<(), BoxError> {
         if shared.config.migrate_on_start {
             infra::postgres::migrate(&shared.config.database_url).await?;
         }
+        // Redis may have lost its data while this replica was down: the apelido keys are
+        // checked (rebuilt from PostgreSQL if need be) before the first POST can reserve one.
+        people::rebuild::ensure_at_start(&shared.config).await;
         tracing::info!(instance = %shared.config.instance_name, port = shared.config.port, "serving");
         let server = build(shared.clone(), None)?;
         let limit = Duration::from_secs(shared.config.shutdown_timeout_secs.into());
@@ -348,6 +351,8 @@ impl TestServer {
         let for_thread = shared.clone();
         std::thread::spawn(move || {
             ntex::rt::System::new("arena-test", ntex::rt::DefaultRuntime).block_on(async move {
+                // As `serve` does before it serves.
+                people::rebuild::ensure_at_start(&for_thread.config).await;
                 let server = build(for_thread, Some(listener)).expect("start the test server");
                 tx.send(server.clone()).expect("test is waiting");
                 let _ = server.await;

@@ -1,13 +1,16 @@
 //! People in-process against the real Redis, RabbitMQ and PostgreSQL. Each test has its own
-//! queue (`PEOPLE_QUEUE`), its own inserter on its own runtime, and unique apelidos, so they run
-//! in parallel with each other and with a running stack.
+//! queue (`PEOPLE_QUEUE`) — and so its own pending set, apelido sentinel and rebuild lock in
+//! Redis — its own inserter on its own runtime, and unique apelidos, so they run in parallel
+//! with each other and with a running stack.
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use arena::config::Config;
 use arena::infra;
 use arena::lifecycle::Shutdown;
-use arena::people::{model::NewPerson, model::Person, store};
+use arena::people::rebuild::{self, Outcome};
+use arena::people::store::{self, Reservation};
+use arena::people::{model::NewPerson, model::Person};
 use arena::server::TestServer;
 use deadpool_redis::redis;
 use lapin::options::{
@@ -24,6 +27,10 @@ fn config(test: &str) -> Config {
         infra::block_on(infra::postgres::migrate(&config.database_url)).expect("migrate")
     });
     config.people_queue = format!("test.people.{test}.{}", &Uuid::new_v4().to_string()[..8]);
+    // A new queue on a Redis whose apelido keys are whole (the tests' apelidos are their own):
+    // no rebuild for every test. The tests of the rebuild drop this sentinel themselves.
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    infra::block_on(store::mark_seeded(&redis, &config.people_queue)).unwrap();
     config
 }
 
@@ -51,9 +58,12 @@ fn answered_503_but_queued(config: &Config, apelido: &str) -> Person {
     let person = person(apelido);
     let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
     infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &person)
-            .await
-            .unwrap());
+        assert_eq!(
+            store::reserve(&redis, &config.people_queue, &person)
+                .await
+                .unwrap(),
+            Reservation::Reserved
+        );
         store::release(&redis, &config.people_queue, &person)
             .await
             .unwrap();
@@ -205,13 +215,15 @@ fn queue_depth(config: &Config, queue: &str) -> u32 {
     })
 }
 
-/// Deletes the test's queues (they are durable and would outlive the test) and its pending set.
+/// Deletes the test's queues (they are durable and would outlive the test), its pending set
+/// and its sentinel.
 fn delete_queues(config: &Config) {
     infra::block_on(async {
         let pool = infra::redis::pool(&config.redis_url, 1).unwrap();
         let mut conn = pool.get().await.unwrap();
         let _: i64 = redis::cmd("DEL")
             .arg(store::pending_key(&config.people_queue))
+            .arg(store::seeded_key(&config.people_queue))
             .query_async(&mut *conn)
             .await
             .unwrap();
@@ -642,9 +654,12 @@ fn a_release_after_the_inserter_claimed_the_apelido_leaves_it_taken() {
     let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
     let person = person(&apelido());
     infra::block_on(async {
-        assert!(store::reserve(&redis, &config.people_queue, &person)
-            .await
-            .unwrap());
+        assert_eq!(
+            store::reserve(&redis, &config.people_queue, &person)
+                .await
+                .unwrap(),
+            Reservation::Reserved
+        );
         // The first confirm was lost but the message was queued: the inserter claims and
         // writes it while the replica's second try fails too, and the replica undoes.
         assert_eq!(
@@ -662,6 +677,7 @@ fn a_release_after_the_inserter_claimed_the_apelido_leaves_it_taken() {
         (Some(person.id.to_string()), -1),
         "the written person keeps its apelido"
     );
+    delete_queues(&config);
 }
 
 #[test]
@@ -725,12 +741,8 @@ fn a_reservation_older_than_the_horizon_is_a_ghost_that_holds_no_wait_back() {
             store::backlog(&redis, &config.people_queue).await.unwrap(),
             1
         );
-        let _: i64 = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut *conn)
-            .await
-            .unwrap();
     });
+    delete_queues(&config);
 }
 
 /// The value of one series in the metrics text (0 when absent).
@@ -773,6 +785,173 @@ fn metrics_show_the_confirmed_publish_and_the_backlog_until_the_inserter_drains_
     assert!(
         series(&drained, r#"arena_pool_wait_seconds_count{pool="redis"}"#) >= 1.0,
         "{drained}"
+    );
+    delete_queues(&config);
+}
+
+/// What a Redis restart leaves of the test's stack: no apelido key of `apelidos`, no
+/// sentinel, no pending set (Redis keeps nothing on disk). Only the test's own keys go, so the
+/// tests and a stack sharing this Redis go on undisturbed.
+fn wipe_redis(config: &Config, apelidos: &[&str]) {
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    infra::block_on(async {
+        let mut conn = redis.get().await.unwrap();
+        let mut del = redis::cmd("DEL");
+        del.arg(store::seeded_key(&config.people_queue))
+            .arg(store::pending_key(&config.people_queue));
+        for apelido in apelidos {
+            del.arg(store::apelido_key(apelido));
+        }
+        let _: i64 = del.query_async(&mut *conn).await.unwrap();
+    });
+}
+
+/// POSTs `apelido` until the answer is not 503 (at most `limit`), and returns every status seen.
+fn post_until_not_503(app: &TestServer, apelido: &str, limit: Duration) -> Vec<u16> {
+    let start = Instant::now();
+    let mut statuses = Vec::new();
+    loop {
+        let r = send("POST", &app.url("/pessoas"), Some(&person_body(apelido)));
+        statuses.push(r.status);
+        if r.status != 503 || start.elapsed() > limit {
+            return statuses;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn after_redis_loses_its_data_an_apelido_in_postgres_is_answered_503_then_422_never_201() {
+    let mut config = config("wiped");
+    config.inserter_flush_ms = 100;
+    let app = TestServer::start(config.clone());
+    let _inserter = Inserter::start(&config);
+    let taken = apelido();
+    let id = create(&app, &taken);
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[id]
+    ) == 1));
+
+    wipe_redis(&config, &[&taken]);
+    let first = send("POST", &app.url("/pessoas"), Some(&person_body(&taken)));
+    assert_eq!(first.status, 503, "{}", first.body);
+    let error: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("being rebuilt"),
+        "{}",
+        first.body
+    );
+    // The first 503 started the rebuild; the apelido is PostgreSQL's again once it is done.
+    let statuses = post_until_not_503(&app, &taken, rebuild::DRAIN_LIMIT);
+    assert_eq!(statuses.last(), Some(&422), "{statuses:?}");
+    assert!(!statuses.contains(&201), "{statuses:?}");
+    assert_eq!(
+        apelido_owner(&config, &taken),
+        (Some(id.to_string()), -1),
+        "the key is back, for the person PostgreSQL has"
+    );
+    create(&app, &apelido());
+    delete_queues(&config);
+}
+
+#[test]
+fn a_rebuild_waits_until_the_people_queued_before_the_loss_are_written() {
+    let mut config = config("rebuild-drain");
+    config.inserter_flush_ms = 100;
+    let app = TestServer::start(config.clone());
+    // Answered 201 and still in the queue (no inserter yet) when Redis empties.
+    let queued = apelido();
+    let id = create(&app, &queued);
+    wipe_redis(&config, &[&queued]);
+    // Without the wait, the rebuild would find the table without this apelido, a POST would
+    // take it (201), and the inserter would then drop the person answered 201 first.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        let r = send("POST", &app.url("/pessoas"), Some(&person_body(&queued)));
+        assert_eq!(r.status, 503, "the queue has not drained: {}", r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _inserter = Inserter::start(&config);
+    let statuses = post_until_not_503(&app, &queued, rebuild::DRAIN_LIMIT);
+    assert_eq!(statuses.last(), Some(&422), "{statuses:?}");
+    assert!(wait_until(Duration::from_secs(10), || in_postgres(
+        &config,
+        &[id]
+    ) == 1));
+    assert_eq!(
+        queue_depth(&config, &store::dead_letter_queue(&config.people_queue)),
+        0,
+        "nothing dead-lettered"
+    );
+    delete_queues(&config);
+}
+
+#[test]
+fn a_replica_starting_on_an_emptied_redis_rebuilds_the_apelido_keys_before_it_serves() {
+    let mut config = config("rebuild-start");
+    config.inserter_flush_ms = 100;
+    let taken = apelido();
+    let id = {
+        let app = TestServer::start(config.clone());
+        let _inserter = Inserter::start(&config);
+        let id = create(&app, &taken);
+        assert!(wait_until(Duration::from_secs(10), || in_postgres(
+            &config,
+            &[id]
+        ) == 1));
+        id
+    };
+    wipe_redis(&config, &[&taken]);
+    let app = TestServer::start(config.clone());
+    let r = send("POST", &app.url("/pessoas"), Some(&person_body(&taken)));
+    assert_eq!(r.status, 422, "no 503 once started: {}", r.body);
+    assert_eq!(apelido_owner(&config, &taken), (Some(id.to_string()), -1));
+    create(&app, &apelido());
+    delete_queues(&config);
+}
+
+#[test]
+fn one_replica_of_a_stack_rebuilds_at_a_time() {
+    let config = config("rebuild-lock");
+    let redis = infra::redis::pool(&config.redis_url, 1).unwrap();
+    wipe_redis(&config, &[]);
+    assert!(infra::block_on(store::lock_rebuild(
+        &redis,
+        &config.people_queue,
+        "another replica"
+    ))
+    .unwrap());
+    assert_eq!(
+        infra::block_on(rebuild::rebuild(&config)).unwrap(),
+        Outcome::Busy
+    );
+    assert!(!infra::block_on(store::is_seeded(&redis, &config.people_queue)).unwrap());
+    // Another's token does not release it; its own does.
+    infra::block_on(store::unlock_rebuild(
+        &redis,
+        &config.people_queue,
+        "not the holder",
+    ))
+    .unwrap();
+    assert_eq!(
+        infra::block_on(rebuild::rebuild(&config)).unwrap(),
+        Outcome::Busy
+    );
+    infra::block_on(store::unlock_rebuild(
+        &redis,
+        &config.people_queue,
+        "another replica",
+    ))
+    .unwrap();
+    assert!(matches!(
+        infra::block_on(rebuild::rebuild(&config)).unwrap(),
+        Outcome::Rebuilt { .. }
+    ));
+    assert!(infra::block_on(store::is_seeded(&redis, &config.people_queue)).unwrap());
+    assert_eq!(
+        infra::block_on(rebuild::rebuild(&config)).unwrap(),
+        Outcome::Seeded
     );
     delete_queues(&config);
 }

@@ -17,6 +17,8 @@
 //! | [`chat_event`]`("published")` | `arena_chat_events_total{outcome}` (published, received, local_only) |
 //! | [`chat_events_lost`]`(n)` | `arena_chat_events_total{outcome="lost"}` (a worker fell behind) |
 //! | [`chat_broker_connected`]`(up)` | `arena_chat_broker_connected` (1 while the fan-out queue is bound) |
+//! | [`apelido_rebuild`]`("started")` | `arena_apelido_rebuilds_total{outcome}` (started, completed, gave_up, failed) |
+//! | [`apelido_keys_restored`]`(n)` | `arena_apelido_keys_restored_total` |
 //!
 //! Pool sizes (`arena_pool_connections{pool,state}`) are read from deadpool at scrape time from
 //! every live worker's pools ([`register_pools`], called by `Shared::worker_state`).
@@ -127,6 +129,8 @@ struct Metrics {
     long_polls: Family<KindLabel, Gauge>,
     chat_events: Family<OutcomeLabel, Counter>,
     chat_broker: Gauge,
+    apelido_rebuilds: Family<OutcomeLabel, Counter>,
+    apelido_keys_restored: Counter,
     pool_wait: HistogramFamily<PoolLabel>,
     pool_connections: Family<PoolStateLabels, Gauge>,
     pools: Mutex<Vec<(Pool, PoolProbe)>>,
@@ -154,6 +158,8 @@ fn metrics() -> &'static Metrics {
             long_polls: Family::default(),
             chat_events: Family::default(),
             chat_broker: Gauge::default(),
+            apelido_rebuilds: Family::default(),
+            apelido_keys_restored: Counter::default(),
             pool_wait: Family::new_with_constructor(wait_histogram),
             pool_connections: Family::default(),
             pools: Mutex::new(Vec::new()),
@@ -209,6 +215,16 @@ fn metrics() -> &'static Metrics {
             "chat_broker_connected",
             "1 while this process's chat fan-out queue is bound in RabbitMQ, 0 while it reconnects",
             m.chat_broker.clone(),
+        );
+        registry.register(
+            "apelido_rebuilds",
+            "Rebuilds of Redis's apelido keys from PostgreSQL after Redis lost its data, by outcome: started, completed, gave_up (the queue did not drain in time), failed",
+            m.apelido_rebuilds.clone(),
+        );
+        registry.register(
+            "apelido_keys_restored",
+            "Apelido keys the rebuilds found missing in Redis and set again from PostgreSQL",
+            m.apelido_keys_restored.clone(),
         );
         registry.register(
             "pool_wait_seconds",
@@ -330,6 +346,19 @@ pub fn chat_events_lost(missed: u64) {
 /// Whether the chat fan-out queue is bound (1) or reconnecting (0).
 pub fn chat_broker_connected(up: bool) {
     metrics().chat_broker.set(i64::from(up));
+}
+
+/// One step of a rebuild of the apelido keys: `started`, `completed`, `gave_up` or `failed`.
+pub fn apelido_rebuild(outcome: &'static str) {
+    metrics()
+        .apelido_rebuilds
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+}
+
+/// Apelido keys a rebuild set again (they were missing from Redis).
+pub fn apelido_keys_restored(keys: u64) {
+    metrics().apelido_keys_restored.inc_by(keys);
 }
 
 /// Counts something open (a WebSocket, a long-poll) for as long as it is held.

@@ -3,11 +3,15 @@
 //! then it is published to a durable RabbitMQ queue with a publisher confirm, and only then
 //! answered 201. `arena inserter` ([`inserter`]) drains the queue into PostgreSQL in batches.
 //! Reads by id hit Redis first and PostgreSQL on a miss; search and count read PostgreSQL.
+//! When Redis has lost its data, POSTs answer 503 while [`rebuild`] copies the apelidos
+//! PostgreSQL holds back into Redis.
 pub mod inserter;
 pub mod model;
+pub mod rebuild;
 mod routes;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ntex::http::StatusCode;
@@ -16,9 +20,11 @@ use uuid::Uuid;
 pub use routes::{configure, Api};
 pub use store::Publisher;
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::server::AppState;
 use model::{Invalid, InvalidKind, NewPerson, Person};
+use store::Reservation;
 
 /// Longest a `/metrics` scrape waits for Redis to report the backlog: the scrape must answer
 /// even when Redis does not (the gauge then keeps its last value).
@@ -41,6 +47,10 @@ pub enum PeopleError {
     /// 422: another person has this apelido.
     #[error("apelido already taken")]
     DuplicateApelido,
+    /// 503: Redis lost its data and the apelido keys are being rebuilt from PostgreSQL; until
+    /// they are, a reservation could hand out an apelido the table already has.
+    #[error("the apelido keys are being rebuilt")]
+    Rebuilding,
     /// 404: no such person (or not a UUID).
     #[error("person not found")]
     NotFound,
@@ -94,22 +104,26 @@ pub async fn create(state: &AppState, person: NewPerson) -> Result<Person, Peopl
     let redis = state.redis.clone();
     let publisher = state.people.clone();
     let config = state.config.clone();
-    ntex::rt::spawn(async move {
-        create_to_the_end(&redis, &publisher, &config.people_queue, person).await
-    })
-    .await
-    .map_err(|_| PeopleError::NotConfirmed("the creation task was lost"))?
+    ntex::rt::spawn(async move { create_to_the_end(&redis, &publisher, &config, person).await })
+        .await
+        .map_err(|_| PeopleError::NotConfirmed("the creation task was lost"))?
 }
 
 async fn create_to_the_end(
     redis: &deadpool_redis::Pool,
     publisher: &Publisher,
-    queue: &str,
+    config: &Arc<Config>,
     person: NewPerson,
 ) -> Result<Person, PeopleError> {
+    let queue = config.people_queue.as_str();
     let person = person.with_id(Uuid::new_v4());
-    if !store::reserve(redis, queue, &person).await? {
-        return Err(PeopleError::DuplicateApelido);
+    match store::reserve(redis, queue, &person).await? {
+        Reservation::Reserved => {}
+        Reservation::Taken => return Err(PeopleError::DuplicateApelido),
+        Reservation::IndexMissing => {
+            rebuild::start_in_background(config.clone());
+            return Err(PeopleError::Rebuilding);
+        }
     }
     if let Err(e) = publisher.publish(&person.json).await {
         if let Err(undo) = store::release(redis, queue, &person).await {
@@ -194,6 +208,11 @@ impl From<PeopleError> for ApiError {
             P::DuplicateApelido => ApiError::from_static(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 r#"{"error":"apelido already taken","field":"apelido"}"#,
+            ),
+            // Not logged per request: the rebuild logs its start and end.
+            P::Rebuilding => ApiError::from_static(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"the apelido index is being rebuilt after Redis lost its data; retry in a few seconds"}"#,
             ),
             P::NotFound => ApiError::not_found(),
             P::MissingTerm => ApiError::from_static(

@@ -48,7 +48,7 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, PeopleE
         (status = 400, description = "not JSON, or a field of the wrong JSON type", body = ErrorResponse),
         (status = 413, description = "body over 64 KiB", body = ErrorResponse),
         (status = 422, description = "apelido taken; a required field null or missing; too long; an impossible date", body = ErrorResponse),
-        (status = 503, description = "Redis or RabbitMQ unavailable (nothing kept), or replica fallen", body = ErrorResponse)))]
+        (status = 503, description = "Redis or RabbitMQ unavailable (nothing kept), Redis's apelido keys being rebuilt after it lost its data, or replica fallen", body = ErrorResponse)))]
 #[tracing::instrument(skip_all)]
 async fn create(
     req: HttpRequest,

@@ -15,7 +15,16 @@
 //!   counters, so nothing can drift: a person published although its publish looked failed (and
 //!   was released) is removed twice, harmlessly; a redelivered one likewise; a reset while
 //!   messages are in flight leaves nothing behind. Per queue, so tests with their own queues
-//!   neither see nor disturb the stack's.
+//!   neither see nor disturb the stack's. Redis keeps nothing on disk: a restart loses it, and
+//!   a `wait` then no longer waits for the people queued before.
+//! - `p:seeded:<queue>` → `1`, no TTL: the apelido keys cover every apelido in PostgreSQL (and
+//!   those of the people queued to `<queue>`). [`reserve`] refuses to reserve without it, so a
+//!   Redis that lost its data (a restart: nothing is on disk) answers 503 instead of handing
+//!   out apelidos PostgreSQL already has. Set by `arena reset` after it empties the table and
+//!   by the rebuild (`people::rebuild`), which copies the table's apelidos back first. Per
+//!   queue, like the pending set, so a test can drop its own without stopping the stack's POSTs.
+//! - `p:rebuild:<queue>` → the token of the replica rebuilding the apelido keys, with a lease of
+//!   [`REBUILD_LOCK_LEASE`]: one rebuild per stack at a time.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -37,6 +46,8 @@ pub const KEY_PREFIX: &str = "p:";
 const APELIDO_KEY: &str = "p:apelido:";
 const ID_KEY: &str = "p:id:";
 const PENDING_KEY: &str = "p:pending:";
+const SEEDED_KEY: &str = "p:seeded:";
+const REBUILD_LOCK_KEY: &str = "p:rebuild:";
 
 /// How long a person stays in the Redis cache. The inserter writes it to PostgreSQL within a
 /// flush (milliseconds) of its 201; an hour covers any backlog after a crash many times over
@@ -51,11 +62,17 @@ const CACHE_TTL_SECS: u32 = 3600;
 pub const RESERVATION_LEASE: Duration = Duration::from_secs(60);
 
 /// Reserves the apelido for the lease and caches the person in one atomic round trip; marks it
-/// pending. Returns 1 when reserved, 0 when the apelido was taken. Run by EVALSHA: the
-/// script's text crosses the wire once per connection, not on every POST.
+/// pending. Returns 1 when reserved, 0 when the apelido was taken, -1 when the apelido keys
+/// may not cover PostgreSQL (no `p:seeded:<queue>`: Redis lost its data). Checked here rather
+/// than by a command of its own: no extra round trip, and no wipe can fall between the check
+/// and the reservation. Run by EVALSHA: the script's text crosses the wire once per
+/// connection, not on every POST.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  return -1
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[5]) then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
@@ -119,17 +136,40 @@ pub fn pending_key(queue: &str) -> String {
     format!("{PENDING_KEY}{queue}")
 }
 
-/// Reserves `person`'s apelido and caches it; false when the apelido is taken.
+/// The Redis key whose presence says the apelido keys cover PostgreSQL, for `queue`'s replicas.
+pub fn seeded_key(queue: &str) -> String {
+    format!("{SEEDED_KEY}{queue}")
+}
+
+/// The Redis key of the lock one replica of `queue`'s stack holds while it rebuilds.
+pub fn rebuild_lock_key(queue: &str) -> String {
+    format!("{REBUILD_LOCK_KEY}{queue}")
+}
+
+/// What [`reserve`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The apelido is this person's for the lease.
+    Reserved,
+    /// Another person holds the apelido.
+    Taken,
+    /// Redis lost its data: its apelido keys may miss apelidos PostgreSQL has, so nothing was
+    /// reserved (see `people::rebuild`).
+    IndexMissing,
+}
+
+/// Reserves `person`'s apelido and caches it.
 pub async fn reserve(
     redis: &deadpool_redis::Pool,
     queue: &str,
     person: &Person,
-) -> Result<bool, PeopleError> {
+) -> Result<Reservation, PeopleError> {
     let mut conn = infra::redis::checkout(redis).await?;
     let reserved: i64 = RESERVE
         .key(apelido_key(person.person.apelido.as_str()))
         .key(id_key(&person.id))
         .key(pending_key(queue))
+        .key(seeded_key(queue))
         .arg(person.id.to_string())
         .arg(&person.json[..])
         .arg(CACHE_TTL_SECS)
@@ -137,7 +177,11 @@ pub async fn reserve(
         .arg(RESERVATION_LEASE.as_millis() as u64)
         .invoke_async(&mut *conn)
         .await?;
-    Ok(reserved == 1)
+    Ok(match reserved {
+        1 => Reservation::Reserved,
+        0 => Reservation::Taken,
+        _ => Reservation::IndexMissing,
+    })
 }
 
 /// Frees the apelido and drops the cached person (only if the reservation is still ours).
@@ -260,9 +304,137 @@ pub async fn settle(
     Ok(())
 }
 
-/// Deletes every people key (SCAN + DEL, never KEYS, so a big keyspace does not block Redis).
-pub async fn reset_redis(url: &str) -> Result<u64, crate::BoxError> {
+/// How long a rebuild holds its stack's lock: the wait for the queue to drain
+/// (`people::rebuild::DRAIN_LIMIT`, 30 s) plus the copy, which takes seconds for a table of
+/// a million people. The lock only spares the stack duplicate work — two rebuilds at once set
+/// the same keys NX and the same sentinel — so a rebuild that outlives it is harmless, and a
+/// replica killed mid-rebuild holds its stack's rebuild back for no longer than this.
+pub const REBUILD_LOCK_LEASE: Duration = Duration::from_secs(60);
+
+/// Deletes the rebuild lock only if `ARGV[1]` (the rebuilding replica's token) still holds it:
+/// a rebuild that outlived its lease must not free a newer one's.
+static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0",
+    )
+});
+
+/// True when `queue`'s sentinel says the apelido keys cover PostgreSQL.
+pub async fn is_seeded(redis: &deadpool_redis::Pool, queue: &str) -> Result<bool, PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(seeded_key(queue))
+        .query_async(&mut *conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Sets `queue`'s sentinel, without a TTL (`volatile-lru` never evicts it): call it only once
+/// every apelido in PostgreSQL has its key.
+pub async fn mark_seeded(redis: &deadpool_redis::Pool, queue: &str) -> Result<(), PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let () = redis::cmd("SET")
+        .arg(seeded_key(queue))
+        .arg(1)
+        .query_async(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes `queue`'s rebuild lock for `token` (SET NX PX [`REBUILD_LOCK_LEASE`]); false when
+/// another replica holds it.
+pub async fn lock_rebuild(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    token: &str,
+) -> Result<bool, PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(rebuild_lock_key(queue))
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(REBUILD_LOCK_LEASE.as_millis() as u64)
+        .query_async(&mut *conn)
+        .await?;
+    Ok(taken.is_some())
+}
+
+/// Releases `queue`'s rebuild lock if `token` still holds it.
+pub async fn unlock_rebuild(
+    redis: &deadpool_redis::Pool,
+    queue: &str,
+    token: &str,
+) -> Result<(), PeopleError> {
+    let mut conn = infra::redis::checkout(redis).await?;
+    let _: i64 = UNLOCK
+        .key(rebuild_lock_key(queue))
+        .arg(token)
+        .invoke_async(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Copies every apelido in PostgreSQL back into Redis, `p:apelido:<apelido>` → id with SET NX
+/// (a key already there stays: the inserter's claim of the same person, written meanwhile),
+/// `chunk` SETs to a pipeline. The rows are streamed (the driver reads ahead one message at a
+/// time), so a replica holds one chunk, never the table. Returns the rows read and the keys
+/// that were missing and are now set.
+pub async fn restore_apelidos(
+    pg: &tokio_postgres::Client,
+    redis: &deadpool_redis::Pool,
+    chunk: usize,
+) -> Result<(u64, u64), PeopleError> {
+    use futures_util::TryStreamExt;
+    let none: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let rows = pg.query_raw(APELIDOS_SQL, none).await?;
+    futures_util::pin_mut!(rows);
+    let mut conn = infra::redis::checkout(redis).await?;
+    let (mut read, mut restored) = (0u64, 0u64);
+    let mut pipe = redis::pipe();
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let mut queued = 0;
+    loop {
+        let row = rows.try_next().await?;
+        if let Some(row) = &row {
+            let (apelido, person): (&str, Uuid) = (row.get(0), row.get(1));
+            pipe.cmd("SET")
+                .arg(apelido_key(apelido))
+                .arg(&*person.hyphenated().encode_lower(&mut id))
+                .arg("NX");
+            queued += 1;
+            read += 1;
+        }
+        if queued > 0 && (queued >= chunk || row.is_none()) {
+            let set: Vec<redis::Value> = pipe.query_async(&mut *conn).await?;
+            restored += set
+                .iter()
+                .filter(|v| !matches!(v, redis::Value::Nil))
+                .count() as u64;
+            pipe.clear();
+            queued = 0;
+        }
+        if row.is_none() {
+            return Ok((read, restored));
+        }
+    }
+}
+
+/// Deletes every people key (SCAN + DEL, never KEYS, so a big keyspace does not block Redis),
+/// then sets `queue`'s sentinel: `arena reset` calls it after emptying the table, so the
+/// (no) apelido keys cover the (empty) table and POSTs need no rebuild.
+pub async fn reset_redis(url: &str, queue: &str) -> Result<u64, crate::BoxError> {
     let pool = infra::redis::pool(url, 1)?;
+    let deleted = delete_people_keys(&pool).await?;
+    mark_seeded(&pool, queue).await?;
+    Ok(deleted)
+}
+
+async fn delete_people_keys(pool: &deadpool_redis::Pool) -> Result<u64, crate::BoxError> {
     let mut conn = pool.get().await?;
     let mut cursor: u64 = 0;
     let mut deleted = 0;
@@ -293,6 +465,8 @@ pub async fn reset_redis(url: &str) -> Result<u64, crate::BoxError> {
 const FIND_SQL: &str = "SELECT json FROM pessoas WHERE id = $1";
 const SEARCH_SQL: &str = "SELECT json FROM pessoas WHERE busca LIKE $1 LIMIT 50";
 const COUNT_SQL: &str = "SELECT count(*) FROM pessoas";
+/// What [`restore_apelidos`] copies back into Redis after Redis lost its data.
+const APELIDOS_SQL: &str = "SELECT apelido, id FROM pessoas";
 /// One statement per batch; `ON CONFLICT (id) DO NOTHING` makes a redelivered batch a no-op.
 /// Only the id: a different person with a taken apelido (possible only if Redis lost its
 /// reservations) must fail loudly and reach the dead-letter queue, not vanish.
@@ -410,6 +584,32 @@ pub async fn declare_queues(channel: &Channel, queue: &str) -> lapin::Result<()>
     );
     channel.queue_declare(queue.into(), durable, args).await?;
     Ok(())
+}
+
+/// Messages in `queue` waiting for a consumer (those delivered to the inserter and not yet
+/// acked are not counted). A passive declare, on a channel of its own: it creates nothing, and
+/// the broker closes the channel when the queue does not exist — a queue nothing was ever
+/// published to, so it holds none.
+pub async fn queue_depth(connection: &Connection, queue: &str) -> lapin::Result<u32> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(q) => {
+            let _ = channel.close(200, "counted".into()).await;
+            Ok(q.message_count())
+        }
+        // 404 NOT_FOUND.
+        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404) => {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// One broker connection and confirm-mode channel per worker, opened on first use and reopened
