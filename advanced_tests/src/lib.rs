@@ -103,6 +103,31 @@ impl Stack {
         self.state_dir.join("pids").join(format!("{name}.pid"))
     }
 
+    /// The people queue the stack's replicas publish to: `PEOPLE_QUEUE` as this process has it
+    /// (`heal` passes it on to the replicas it restarts), else as stack.env has it, else the
+    /// default.
+    pub fn people_queue(&self) -> String {
+        std::env::var("PEOPLE_QUEUE")
+            .ok()
+            .or_else(|| self.env.get("PEOPLE_QUEUE").cloned())
+            .unwrap_or_else(|| "arena.people".to_owned())
+    }
+
+    /// The port of the stack's Redis, from `REDIS_URL` (6379 when it names none).
+    pub fn redis_port(&self) -> u16 {
+        let url = self
+            .env
+            .get("REDIS_URL")
+            .map_or("redis://127.0.0.1:6379/0", String::as_str);
+        let authority = url.split("://").nth(1).unwrap_or(url);
+        let host_port = authority.split('/').next().unwrap_or(authority);
+        let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+        host_port
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(6379)
+    }
+
     /// Runs `scripts/up` again: it restarts whatever is missing and waits until it answers.
     /// It runs with the settings the stack was started with (stack.env: build, replicas,
     /// ports, URLs) unless this process sets them: a test run by hand with plain `cargo test`
