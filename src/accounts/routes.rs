@@ -35,7 +35,7 @@ fn json(body: BytesMut) -> HttpResponse {
 
 /// Credits or debits an account in one statement; a debit never takes it below `-limite`.
 #[utoipa::path(post, path = "/clientes/{id}/transacoes", tag = "accounts",
-    params(("id" = i32, Path, description = "account id; 1–5 exist from the start")),
+    params(("id" = i32, Path, minimum = 1, maximum = 2147483647, description = "account id; 1–5 exist from the start, anything but a positive 32-bit number is 404")),
     request_body = TransacaoBody,
     responses((status = 200, description = "the account right after this transaction", body = Saldo),
         (status = 404, description = "unknown account", body = ErrorResponse),
@@ -60,7 +60,7 @@ async fn transacao(
 
 /// Balance, limit and the latest 10 transactions, newest first, from one snapshot.
 #[utoipa::path(get, path = "/clientes/{id}/extrato", tag = "accounts",
-    params(("id" = i32, Path, description = "account id")),
+    params(("id" = i32, Path, minimum = 1, maximum = 2147483647, description = "account id; anything but a positive 32-bit number is 404")),
     responses((status = 200, body = ExtratoDoc),
         (status = 404, description = "unknown account", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
@@ -79,9 +79,10 @@ async fn extrato(
 /// Transactions newest first, a page at a time.
 #[utoipa::path(get, path = "/transactions", operation_id = "list_transactions", tag = "accounts",
     params(
-        ("cliente_id" = Option<i32>, Query, description = "only this account's (an unknown one gives an empty page)"),
+        ("cliente_id" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "only this account's (an unknown one gives an empty page)"),
         ("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "page size, default 20"),
-        ("before" = Option<String>, Query, description = "the previous page's `next`: ids strictly below it")),
+        ("before" = Option<String>, Query, pattern = "^0*[1-9][0-9]{0,17}$",
+            description = "the previous page's `next`: ids strictly below it. Any positive decimal id up to 2^63-1 is taken; the pattern states the ones below 10^18, which is every id a page hands out")),
     responses((status = 200, body = PageDoc),
         (status = 400, description = "malformed cliente_id, limit or before (the body names it)", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
@@ -99,7 +100,7 @@ async fn list(
 
 /// One transaction.
 #[utoipa::path(get, path = "/transactions/{id}", operation_id = "find_transaction", tag = "accounts",
-    params(("id" = i64, Path, description = "transaction id")),
+    params(("id" = i64, Path, minimum = 1, description = "transaction id; anything but a positive whole number is 404")),
     responses((status = 200, body = RegistroDoc),
         (status = 404, description = "no such transaction", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]

@@ -5,10 +5,15 @@ use chrono::{DateTime, Utc};
 use ntex::util::ByteString;
 use serde::Serialize;
 use simd_json::borrowed::Object;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 pub use crate::json::Invalid;
 use crate::json::{self, text};
+use crate::users::model::{body_id_schema, text_schema};
 use crate::users::{UserId, UsersError};
 
 /// Longest message, in characters (SPEC §5).
@@ -527,6 +532,126 @@ pub struct StatusChange<'a> {
 pub struct Said {
     #[schema(example = "Mensagem removida")]
     pub message: String,
+}
+
+// ---- the request bodies as the OpenAPI document shows them ------------------------------------
+// As in users: the parsers above read bodies by hand, and these structs only describe them, each
+// rule built from the constant its parser checks. Ids take users' `body_id_schema`, since
+// `json::opt_id` reads them the same way in every body.
+
+impl utoipa::PartialSchema for GroupId {
+    fn schema() -> RefOr<Schema> {
+        body_id_schema(7).into()
+    }
+}
+impl ToSchema for GroupId {}
+
+impl utoipa::PartialSchema for MessageId {
+    fn schema() -> RefOr<Schema> {
+        body_id_schema(42).into()
+    }
+}
+impl ToSchema for MessageId {}
+
+fn group_name_schema() -> ObjectBuilder {
+    text_schema(GROUP_NAME_MAX).examples(["team"])
+}
+
+/// What [`json::opt_str_array`] takes for `members`: an array of strings, or `null` for none.
+fn members_schema() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NO_NUL)),
+        )
+        .max_items(Some(MEMBERS_MAX))
+        .description(Some(format!(
+            "usernames to add besides the creator, at most {MEMBERS_MAX}; repeats are ignored, \
+             unknown ones skipped and named in `warning`"
+        )))
+        .examples([serde_json::json!(["alice", "bob"])])
+}
+
+/// `maxMembers` as [`json::opt_id`] reads it: a whole number or a string of its digits, or
+/// `null` for no cap.
+fn max_members_schema() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(MAX_MEMBERS_CAP)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^0*([1-9][0-9]{{0,3}}|{MAX_MEMBERS_CAP})$"))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(format!(
+            "caps the group at this many members, 1–{MAX_MEMBERS_CAP}; no cap when absent"
+        )))
+        .examples([10])
+}
+
+fn content_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(CONTENT_MAX))
+        .pattern(Some(NO_NUL))
+        .description(Some(format!("1–{CONTENT_MAX} characters, no NUL")))
+        .examples(["hello"])
+}
+
+/// A string without NUL, which PostgreSQL text cannot hold.
+const NO_NUL: &str = r"^[^\u0000]*$";
+
+/// `POST /create-chat` body, for the OpenAPI document only: [`NewGroup::parse`] reads it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct NewGroupBody {
+    #[schema(schema_with = group_name_schema)]
+    group_name: String,
+    /// The token's user (else 403).
+    creator_id: UserId,
+    #[schema(schema_with = members_schema)]
+    members: Option<Vec<String>>,
+    #[schema(schema_with = max_members_schema)]
+    max_members: Option<i32>,
+}
+
+/// `POST /chats/{groupId}/members` body, for the OpenAPI document only: [`parse_join`] reads
+/// it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct JoinBody {
+    /// The token's user (else 403).
+    user_id: UserId,
+}
+
+/// `POST /messages` body, for the OpenAPI document only: [`NewMessage::parse`] reads it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct NewMessageBody {
+    /// The token's user (else 403).
+    user_id: UserId,
+    group_id: GroupId,
+    #[schema(schema_with = content_schema)]
+    content: String,
+}
+
+/// `DELETE /messages` body, for the OpenAPI document only: [`parse_message_ref`] reads it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MessageRefBody {
+    message_id: MessageId,
 }
 
 /// What happened, as every replica's subscribers hear it.

@@ -8,8 +8,9 @@ use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{
     parse_chats_query, parse_group_users_query, parse_join, parse_message_ref, same_user,
-    ChatError, ChatList, CreatedGroup, Event, GroupId, GroupUsers, Joined, MessageId, MessagePage,
-    MessagesQuery, NewGroup, NewMessage, Said,
+    ChatError, ChatList, CreatedGroup, Event, GroupId, GroupUsers, JoinBody, Joined, MessageId,
+    MessagePage, MessageRefBody, MessagesQuery, NewGroup, NewGroupBody, NewMessage, NewMessageBody,
+    Said,
 };
 use super::room::RoomSession;
 use super::{store, BIND_WAIT};
@@ -42,7 +43,7 @@ fn actor(req: &HttpRequest, state: &AppState) -> Result<UserId, ChatError> {
 
 /// Creates a group with its creator and the listed users; `maxMembers` caps it.
 #[utoipa::path(post, path = "/create-chat", tag = "chat", security(("user" = [])),
-    request_body(content = String, description = r#"`{"groupName","creatorId","members":["alice"],"maxMembers"?}`"#, content_type = "application/json"),
+    request_body = NewGroupBody,
     responses((status = 201, body = CreatedGroup),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
@@ -67,8 +68,8 @@ async fn create_chat(
 
 /// Joins the token's user to a group; 409 when it is full or the user is in it already.
 #[utoipa::path(post, path = "/chats/{groupId}/members", operation_id = "join_chat", tag = "chat", security(("user" = [])),
-    params(("groupId" = i64, Path, description = "group id")),
-    request_body(content = String, description = r#"`{"userId"}` — the token's user"#, content_type = "application/json"),
+    params(("groupId" = i64, Path, minimum = 1, description = "group id; anything but a positive whole number is 404")),
+    request_body = JoinBody,
     responses((status = 201, body = Joined),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
@@ -104,7 +105,7 @@ async fn join(
 
 /// The groups a user is in, each with its members.
 #[utoipa::path(get, path = "/chats", operation_id = "list_chats", tag = "chat",
-    params(("userId" = i64, Query, description = "user id")),
+    params(("userId" = i64, Query, minimum = 1, description = "user id")),
     responses((status = 200, body = ChatList),
         (status = 400, description = "userId missing or malformed", body = ErrorResponse),
         (status = 404, description = "no such user", body = ErrorResponse),
@@ -127,7 +128,7 @@ async fn chats(
 
 /// A group's members.
 #[utoipa::path(get, path = "/group-users", tag = "chat",
-    params(("groupId" = i64, Query, description = "group id")),
+    params(("groupId" = i64, Query, minimum = 1, description = "group id")),
     responses((status = 200, body = GroupUsers),
         (status = 400, description = "groupId missing or malformed", body = ErrorResponse),
         (status = 404, description = "no such group", body = ErrorResponse),
@@ -151,7 +152,7 @@ async fn group_users(
 /// Posts a message to a group the token's user is in; every subscriber of the group, on any
 /// replica, hears `message.created`.
 #[utoipa::path(post, path = "/messages", operation_id = "post_message", tag = "chat", security(("user" = [])),
-    request_body(content = String, description = r#"`{"userId","groupId","content"}`, content 1–2048 characters"#, content_type = "application/json"),
+    request_body = NewMessageBody,
     responses((status = 201, body = super::model::Message),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
@@ -181,8 +182,8 @@ async fn post_message(
 
 /// A page of a group's messages, oldest first; members only.
 #[utoipa::path(get, path = "/messages", operation_id = "list_messages", tag = "chat", security(("user" = [])),
-    params(("groupId" = i64, Query, description = "group id"),
-        ("before" = Option<i64>, Query, description = "the previous page's `next`: only older messages"),
+    params(("groupId" = i64, Query, minimum = 1, description = "group id"),
+        ("before" = Option<i64>, Query, minimum = 1, description = "the previous page's `next`: only older messages"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "page size, default 50")),
     responses((status = 200, body = MessagePage),
         (status = 400, description = "groupId, before or limit malformed", body = ErrorResponse),
@@ -223,7 +224,7 @@ async fn remove(
 
 /// Deletes a message named in the body; only its sender may.
 #[utoipa::path(delete, path = "/messages", operation_id = "delete_message", tag = "chat", security(("user" = [])),
-    request_body(content = String, description = r#"`{"messageId"}`"#, content_type = "application/json"),
+    request_body = MessageRefBody,
     responses((status = 200, body = Said),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
@@ -245,7 +246,7 @@ async fn delete_message(
 
 /// Deletes message `{id}`; only its sender may.
 #[utoipa::path(delete, path = "/messages/{id}", operation_id = "delete_message_by_id", tag = "chat", security(("user" = [])),
-    params(("id" = i64, Path, description = "message id")),
+    params(("id" = i64, Path, minimum = 1, description = "message id; anything but a positive whole number is 404")),
     responses((status = 200, body = Said),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
         (status = 403, description = "not the sender", body = ErrorResponse),
@@ -267,7 +268,7 @@ async fn delete_message_by_id(
 /// happened on: `message.created`, `message.deleted`, `member.joined`, `notify`. Client frames
 /// other than ping and close are ignored.
 #[utoipa::path(get, path = "/ws/updates/{groupId}", tag = "chat", security(("user" = [])),
-    params(("groupId" = i64, Path, description = "group id"),
+    params(("groupId" = i64, Path, minimum = 1, description = "group id; anything but a positive whole number is 404"),
         ("token" = Option<String>, Query, description = "the login token, for clients that cannot set headers")),
     responses((status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "not a WebSocket upgrade", body = ErrorResponse),

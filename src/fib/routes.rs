@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// holding n (`10` or `{"n":10}`) gets `{"type":"fib","n":10,"value":"55"}`, anything else
 /// `{"type":"error","error":…}`, and the socket stays open.
 #[utoipa::path(get, path = "/ws/fibonacci/{username}", tag = "fibonacci",
-    params(("username" = String, Path, description = "1–32 characters of A-Z a-z 0-9 _ . -")),
+    params(("username" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,32}$", description = "1–32 characters of A-Z a-z 0-9 _ . -")),
     responses((status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "bad username, or not a WebSocket upgrade", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, WS_MAX_CONNECTIONS sockets open, replica stopping or fallen", body = ErrorResponse)))]

@@ -6,7 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use simd_json::borrowed::Object;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 pub use crate::json::Invalid;
 use crate::json::{self, text, WrongType};
@@ -391,6 +395,153 @@ pub struct LoggedIn {
     /// When the token stops being accepted (RFC 3339, UTC).
     #[schema(example = "2024-01-18T02:34:41.000000Z")]
     pub expires_at: String,
+}
+
+// ---- the request bodies as the OpenAPI document shows them ------------------------------------
+// The parsers above read bodies by hand, so that a field of the wrong type is a 422 naming it
+// rather than a serde error; the structs below exist only to describe those bodies, so that a
+// schema-driven client (Swagger UI, schemathesis) sends the fields the parsers read. Each field's
+// schema sits on its domain type and is built from the constant its parser checks.
+
+/// The characters `char::is_control` is true of (Unicode Cc), as the inside of an ECMA-262
+/// class: none may appear in a name or username.
+const CONTROL: &str = r"\u0000-\u001F\u007F-\u009F";
+/// [`CONTROL`] and the characters `char::is_whitespace` is true of (Unicode White_Space): a name
+/// needs one character outside these to not be blank; an email may hold none of them.
+const BLANK_OR_CONTROL: &str =
+    r"\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// [`json::text`]'s rule as a schema: 1–`max` characters, no control characters, not blank.
+pub fn text_schema(max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(format!(
+            "^[^{CONTROL}]*[^{BLANK_OR_CONTROL}][^{CONTROL}]*$"
+        )))
+        .description(Some(format!(
+            "1–{max} characters, not blank, no control characters"
+        )))
+}
+
+/// How [`json::opt_id`] reads a positive id in a body: a JSON integer from 1, or a string of
+/// digits. The string form is described up to 18 significant digits, below `i64::MAX`, which a
+/// pattern cannot state briefly; no id gets near it.
+pub fn body_id_schema(example: i64) -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(1))
+                .maximum(Some(i64::MAX)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^0*[1-9][0-9]{0,17}$")),
+        )
+        .description(Some(
+            "a positive id: a JSON integer, or a string of its digits",
+        ))
+        .examples([example])
+}
+
+impl PartialSchema for Username {
+    fn schema() -> RefOr<Schema> {
+        text_schema(USERNAME_MAX).examples(["alice"]).into()
+    }
+}
+impl ToSchema for Username {}
+
+impl PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        text_schema(NAME_MAX).examples(["Alice Liddell"]).into()
+    }
+}
+impl ToSchema for Name {}
+
+impl PartialSchema for Email {
+    fn schema() -> RefOr<Schema> {
+        // `Email::parse` exactly: a non-empty local part, one `@`, two or more non-empty
+        // dot-separated labels, no whitespace or control character anywhere.
+        let c = BLANK_OR_CONTROL;
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(EMAIL_MAX))
+            .pattern(Some(format!("^[^@{c}]+@[^@.{c}]+(?:\\.[^@.{c}]+)+$")))
+            .description(Some(format!(
+                "an address like name@example.com, at most {EMAIL_MAX} bytes of UTF-8; \
+                 stored lowercase"
+            )))
+            .examples(["alice@example.com"])
+            .into()
+    }
+}
+impl ToSchema for Email {}
+
+impl PartialSchema for Password {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(PASSWORD_MAX))
+            .description(Some(format!("1–{PASSWORD_MAX} characters, any")))
+            .examples(["correct horse battery staple"])
+            .into()
+    }
+}
+impl ToSchema for Password {}
+
+impl PartialSchema for UserId {
+    fn schema() -> RefOr<Schema> {
+        body_id_schema(1).into()
+    }
+}
+impl ToSchema for UserId {}
+
+/// `POST /users` body, for the OpenAPI document only: [`NewUser::parse`] reads it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NewUserBody {
+    name: Name,
+    email: Email,
+    password: Password,
+    /// Defaults to the email; `null` is the same as absent.
+    username: Option<Username>,
+}
+
+/// `POST /register` body, for the OpenAPI document only: [`Registration::parse`] reads it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RegistrationBody {
+    username: Username,
+    password: Password,
+}
+
+/// `POST /login` body, for the OpenAPI document only: [`Credentials::parse`] reads it. Both
+/// fields are only required to be strings: a pair no user can have is a 401, whatever its shape.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CredentialsBody {
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(example = "correct horse battery staple")]
+    password: String,
+}
+
+/// `PUT /users/{id}` body, for the OpenAPI document only: [`UserUpdate::parse`] reads it. At
+/// least one of the four fields must be given and not `null` (else 422); `null` is the same as
+/// absent.
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)]
+pub struct UserUpdateBody {
+    name: Option<Name>,
+    email: Option<Email>,
+    username: Option<Username>,
+    password: Option<Password>,
 }
 
 #[cfg(test)]

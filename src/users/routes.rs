@@ -4,8 +4,8 @@ use ntex::http::StatusCode;
 use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{
-    Credentials, LoggedIn, NewUser, PageQuery, Registered, Registration, User, UserId, UserPage,
-    UserUpdate, UsersError,
+    Credentials, CredentialsBody, LoggedIn, NewUser, NewUserBody, PageQuery, Registered,
+    Registration, RegistrationBody, User, UserId, UserPage, UserUpdate, UserUpdateBody, UsersError,
 };
 use super::store;
 use crate::error::{read_body, ApiError, ErrorResponse};
@@ -39,7 +39,7 @@ async fn insert(state: &AppState, new: NewUser) -> Result<User, UsersError> {
 
 /// Creates a user; the username defaults to the email.
 #[utoipa::path(post, path = "/users", operation_id = "create_user", tag = "users",
-    request_body(content = String, description = r#"`{"name","email","password","username"?}`"#, content_type = "application/json"),
+    request_body = NewUserBody,
     responses((status = 201, body = User),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 409, description = "username or email taken", body = ErrorResponse),
@@ -59,7 +59,7 @@ async fn create(
 
 /// Registers a user by username and password alone.
 #[utoipa::path(post, path = "/register", tag = "users",
-    request_body(content = String, description = r#"`{"username","password"}`"#, content_type = "application/json"),
+    request_body = RegistrationBody,
     responses((status = 201, body = Registered),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 409, description = "username taken", body = ErrorResponse),
@@ -85,7 +85,7 @@ async fn register(
 
 /// Checks a username and password; answers a bearer token every replica accepts.
 #[utoipa::path(post, path = "/login", tag = "users",
-    request_body(content = String, description = r#"`{"username","password"}`"#, content_type = "application/json"),
+    request_body = CredentialsBody,
     responses((status = 200, body = LoggedIn),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "wrong username or password", body = ErrorResponse),
@@ -145,7 +145,7 @@ async fn list(
 
 /// One user.
 #[utoipa::path(get, path = "/users/{id}", operation_id = "find_user", tag = "users",
-    params(("id" = i64, Path, description = "user id")),
+    params(("id" = i64, Path, minimum = 1, description = "user id; anything but a positive whole number is 404")),
     responses((status = 200, body = User),
         (status = 404, description = "no such user", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
@@ -171,8 +171,8 @@ fn acting_on_itself(req: &HttpRequest, state: &AppState) -> Result<UserId, Users
 
 /// Changes any of name, email, username, password. Only the user itself may (its token).
 #[utoipa::path(put, path = "/users/{id}", operation_id = "update_user", tag = "users", security(("user" = [])),
-    params(("id" = i64, Path, description = "user id")),
-    request_body(content = String, description = r#"any of `{"name","email","username","password"}`"#, content_type = "application/json"),
+    params(("id" = i64, Path, minimum = 1, description = "user id; anything but a positive whole number is 404")),
+    request_body = UserUpdateBody,
     responses((status = 200, body = User),
         (status = 400, description = "body is not a JSON object", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
@@ -200,7 +200,7 @@ async fn update(
 
 /// Deletes the user with its memberships and messages. Only the user itself may (its token).
 #[utoipa::path(delete, path = "/users/{id}", operation_id = "delete_user", tag = "users", security(("user" = [])),
-    params(("id" = i64, Path, description = "user id")),
+    params(("id" = i64, Path, minimum = 1, description = "user id; anything but a positive whole number is 404")),
     responses((status = 204, description = "deleted"),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
         (status = 403, description = "the token is another user's", body = ErrorResponse),
@@ -220,6 +220,7 @@ async fn delete(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(create, register, login, list, find, update, delete),
+    components(schemas(NewUserBody, RegistrationBody, CredentialsBody, UserUpdateBody)),
     modifiers(&UserBearer),
     tags((name = "users", description = "Users shared by chat and the REST resource; login tokens"))
 )]
