@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-RUNS = ["people", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
+RUNS = ["people", "faults", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
 TUNING_HEADER = "## Tuning: before / after"
 TUNING_DEFAULT = f"""{TUNING_HEADER}
 
@@ -118,6 +118,20 @@ def run_row(run_dir, name, meta):
         created, counted = s.count("people_created"), s.count("people_counted")
         check = f"created {fmt_int(created)}, counted {fmt_int(counted)}, lost {fmt_int(s.count('people_lost'))}"
         statuses, errors = s.statuses(), s.errors()
+    elif name == "faults":
+        # Lines people_faults prints: "people_faults phase=NAME non2xx=N statuses=S:N,… outage_ms=T" and
+        # "people_faults created=N workers=W seconds=S".
+        phases = re.findall(r"^people_faults phase=(\w+) non2xx=(\d+) statuses=(\S*)", log, re.M)
+        total = re.search(r"^people_faults created=(\d+) workers=(\d+) seconds=(\d+)", log, re.M)
+        what = "people_faults.rs: kill -9 api1, kill -9 inserter, RabbitMQ restart, Redis restart"
+        reqs = f"{fmt_int(int(total.group(1)))} created (201)" if total else "–"
+        rate = f"{int(total.group(1)) / max(1, int(total.group(3))):.1f}" if total else "–"
+        lat, statuses = "–", "; ".join(f"{p}: {st or 'none'}" for p, _, st in phases) or "–"
+        errors = "non-2xx " + ", ".join(f"{p} {n}" for p, n, _ in phases) if phases else "–"
+        bound = f" (replica kill at most {total.group(2)}, the requests in flight)" if total else ""
+        failure = re.search(r"panicked at [^\n]*\n([^\n]*)", log)
+        check = (f"every 201 in PostgreSQL once, nothing dead-lettered, apelidos from before the Redis restart refused{bound}"
+                 if code == 0 else (failure.group(1) if failure else "see the log"))
     elif name == "accounts":
         what = f"accounts.js {meta.get('accounts_env') or '(official profile)'}"
         reqs, rate, lat = fmt_int(s.count("http_reqs")), f"{s.get('http_reqs', 'rate'):.1f}", s.latency("http_req_duration")
