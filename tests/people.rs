@@ -484,6 +484,8 @@ fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
     let app = TestServer::start(config.clone());
     let _inserter = Inserter::start(&config);
     let marker = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    // No three letters or digits in a row: no trigram to look up, so searched by a scan.
+    let dotted = format!("{}.{}.{}.{}", &marker[..2], &marker[2..4], &marker[4..6], &marker[6..8]);
     let bodies = [
         format!(r#"{{"apelido":"a{marker}","nome":"Ana","nascimento":"1990-01-01"}}"#),
         format!(
@@ -492,7 +494,7 @@ fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
             marker.to_uppercase()
         ),
         format!(
-            r#"{{"apelido":"{}","nome":"Caio","nascimento":"1990-01-01","stack":["Go","x{marker}"]}}"#,
+            r#"{{"apelido":"{}","nome":"Caio","nascimento":"1990-01-01","stack":["Go","x{marker}","{dotted}"]}}"#,
             apelido()
         ),
     ];
@@ -522,6 +524,15 @@ fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(found_ids, expected);
+    let r = send(
+        "GET",
+        &app.url(&format!("/pessoas?t={}", dotted.to_uppercase())),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let found: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(found.len(), 1, "{}", r.body);
+    assert_eq!(found[0]["id"].as_str(), Some(ids[2].to_string().as_str()));
     delete_queues(&config);
 }
 

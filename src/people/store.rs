@@ -463,7 +463,11 @@ async fn delete_people_keys(pool: &deadpool_redis::Pool) -> Result<u64, crate::B
 // --- PostgreSQL -----------------------------------------------------------------------------
 
 const FIND_SQL: &str = "SELECT json FROM pessoas WHERE id = $1";
-const SEARCH_SQL: &str = "SELECT json FROM pessoas WHERE busca LIKE $1 LIMIT 50";
+/// A term with a probe: the index finds candidates by the probe (sql/V6__people_search.sql).
+const SEARCH_PROBE_SQL: &str = "SELECT people_search($1, $2)";
+/// A term without trigrams (`ab`, `C# e Go`): the index cannot narrow it, a scan stops at the
+/// 50th match. `busca || ''` so a generic plan never picks the index, which it would read whole.
+const SEARCH_SCAN_SQL: &str = "SELECT json FROM pessoas WHERE (busca || '') LIKE $1 LIMIT 50";
 const COUNT_SQL: &str = "SELECT count(*) FROM pessoas";
 /// What [`restore_apelidos`] copies back into Redis after Redis lost its data.
 const APELIDOS_SQL: &str = "SELECT apelido, id FROM pessoas";
@@ -491,8 +495,16 @@ pub async fn search(
     term: &SearchTerm,
 ) -> Result<Vec<u8>, PeopleError> {
     let client = infra::postgres::checkout(pg).await?;
-    let stmt = client.prepare_cached(SEARCH_SQL).await?;
-    let rows = client.query(&stmt, &[&term.like_pattern()]).await?;
+    let rows = match term.probe() {
+        Some(probe) => {
+            let stmt = client.prepare_cached(SEARCH_PROBE_SQL).await?;
+            client.query(&stmt, &[&probe, &term.like_pattern()]).await?
+        }
+        None => {
+            let stmt = client.prepare_cached(SEARCH_SCAN_SQL).await?;
+            client.query(&stmt, &[&term.like_pattern()]).await?
+        }
+    };
     let mut body = Vec::with_capacity(2 + rows.len() * 160);
     body.push(b'[');
     for (i, row) in rows.iter().enumerate() {
