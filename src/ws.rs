@@ -19,14 +19,13 @@ use std::sync::Arc;
 
 use ntex::http::body::BodySize;
 use ntex::http::h1;
+use ntex::io::IoRef;
 use ntex::io::{DispatchItem, Dispatcher, IoConfig, Reason};
 use ntex::service::{
-    chain_factory, fn_factory_with_config, IntoServiceFactory, Service, ServiceCtx,
-    ServiceFactory,
+    chain_factory, fn_factory_with_config, IntoServiceFactory, Service, ServiceCtx, ServiceFactory,
 };
 use ntex::time::Seconds;
 use ntex::util::BytePageSize;
-use ntex::io::IoRef;
 use ntex::web::ws::{CloseCode, CloseReason, Frame, Message};
 use ntex::web::{HttpRequest, HttpResponse};
 use ntex::ws::error::{HandshakeError, WsError};

@@ -485,7 +485,13 @@ fn search_finds_people_by_apelido_nome_or_stack_case_insensitively() {
     let _inserter = Inserter::start(&config);
     let marker = Uuid::new_v4().simple().to_string()[..12].to_owned();
     // No three letters or digits in a row: no trigram to look up, so searched by a scan.
-    let dotted = format!("{}.{}.{}.{}", &marker[..2], &marker[2..4], &marker[4..6], &marker[6..8]);
+    let dotted = format!(
+        "{}.{}.{}.{}",
+        &marker[..2],
+        &marker[2..4],
+        &marker[4..6],
+        &marker[6..8]
+    );
     let bodies = [
         format!(r#"{{"apelido":"a{marker}","nome":"Ana","nascimento":"1990-01-01"}}"#),
         format!(

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ntex::web::ws::{CloseCode, Message};
 use crate::ws::Sink;
+use ntex::web::ws::{CloseCode, Message};
 use tokio::sync::{broadcast, oneshot};
 
 use super::fanout::Fanout;

@@ -7,10 +7,10 @@ use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::rc::Rc;
 
+use crate::ws::Sink;
 use ntex::service::{Service, ServiceCtx};
 use ntex::util::{ByteString, BytesMut};
 use ntex::web::ws::{Frame, Message};
-use crate::ws::Sink;
 use ntex::ws::Item;
 
 use super::compute;

@@ -13,9 +13,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::ws::Sink;
 use ntex::util::ByteString;
 use ntex::web::ws::{CloseCode, Message};
-use crate::ws::Sink;
 use uuid::Uuid;
 
 use super::clock;

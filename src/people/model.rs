@@ -430,10 +430,18 @@ mod tests {
 
     #[test]
     fn the_probe_is_the_middle_of_the_longest_ascii_run() {
-        let probe = |t: &str| SearchTerm::parse(Some(t)).unwrap().probe().map(str::to_owned);
+        let probe = |t: &str| {
+            SearchTerm::parse(Some(t))
+                .unwrap()
+                .probe()
+                .map(str::to_owned)
+        };
         assert_eq!(probe("Python").as_deref(), Some("%pytho%"));
         assert_eq!(probe("abc").as_deref(), Some("%abc%"));
-        assert_eq!(probe("O biwajh hZuGquwhjkQZuKUHo").as_deref(), Some("%whjkq%"));
+        assert_eq!(
+            probe("O biwajh hZuGquwhjkQZuKUHo").as_deref(),
+            Some("%whjkq%")
+        );
         assert_eq!(probe("C# e Go"), None);
         assert_eq!(probe("ab"), None);
         assert_eq!(probe("ãéíõú"), None);
@@ -442,7 +450,12 @@ mod tests {
 
     #[test]
     fn every_row_the_pattern_matches_contains_the_probe() {
-        for t in ["Javascript Developer", "a_b%c\\defgh", "x y zzzz", "Ünïcödé1234"] {
+        for t in [
+            "Javascript Developer",
+            "a_b%c\\defgh",
+            "x y zzzz",
+            "Ünïcödé1234",
+        ] {
             let term = SearchTerm::parse(Some(t)).unwrap();
             if let Some(probe) = term.probe() {
                 let probe = probe.trim_matches('%');
