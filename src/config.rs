@@ -113,7 +113,7 @@ pub struct Config {
     pub people_queue: String,
     /// The inserter writes a batch once it holds this many people. 1000 rows of ~200 bytes is
     /// one ~200 KB statement: large enough that 600 POST/s are a handful of statements a second,
-    /// small enough to keep the inserter inside its 30 MB.
+    /// small enough to keep the inserter inside its 20 MB.
     #[arg(
         long,
         env = "INSERTER_BATCH_SIZE",
