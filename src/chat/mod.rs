@@ -43,7 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::delete_message_by_id, routes::updates,
         subscribe::user, subscribe::status, subscribe::notify
     ),
-    components(schemas(model::Member, model::Message, model::Chat)),
+    components(schemas(
+        model::Member, model::Message, model::Chat,
+        model::NewGroupBody, model::JoinBody, model::NewMessageBody, model::MessageRefBody
+    )),
     tags((name = "chat", description = "Groups, members and messages; WebSocket rooms and long-polls on every replica"))
 )]
 pub struct Api;

@@ -32,7 +32,7 @@ fn no_change() -> HttpResponse {
 
 /// Waits for a new message in any group of the user (token required, `user_id` its own).
 #[utoipa::path(get, path = "/subscribe/user", tag = "chat", security(("user" = [])),
-    params(("user_id" = i64, Query, description = "the token's user"),
+    params(("user_id" = i64, Query, minimum = 1, description = "the token's user"),
         ("timeout" = Option<u64>, Query, minimum = 1, maximum = 60, description = "seconds to wait, default 25"),
         ("token" = Option<String>, Query, description = "the login token, for clients that cannot set headers")),
     responses((status = 200, description = "a message was posted to one of the user's groups", body = UserChange),
@@ -82,7 +82,7 @@ async fn user(
 /// Waits for this replica's status to change (`/fall`, `/revive`) or a `/notify` of the group
 /// (or of `all`) on any replica.
 #[utoipa::path(get, path = "/subscribe/status", tag = "operations",
-    params(("group" = Option<String>, Query, description = "notification group, default `all`"),
+    params(("group" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "notification group, default `all`: `all`, a group id, or a name of 1–64 [A-Za-z0-9_.-]"),
         ("timeout" = Option<u64>, Query, minimum = 1, maximum = 60, description = "seconds to wait, default 25")),
     responses((status = 200, description = "the status changed or the group was notified", body = StatusChange),
         (status = 204, description = "nothing before the timeout, or the replica is stopping"),
@@ -123,7 +123,7 @@ async fn status(
 /// Wakes the status polls of `group` (or all of them, for `all`) and sends `notify` to the room
 /// sockets of that group id (every room, for `all`), on every replica.
 #[utoipa::path(post, path = "/notify/{group}", tag = "operations",
-    params(("group" = String, Path, description = "`all`, a group id, or a name of 1–64 [A-Za-z0-9_.-]")),
+    params(("group" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "`all`, a group id, or a name of 1–64 [A-Za-z0-9_.-]")),
     responses((status = 200, body = Said),
         (status = 400, description = "malformed group name", body = ErrorResponse),
         (status = 503, description = "replica fallen", body = ErrorResponse)))]
