@@ -13,8 +13,9 @@
 //! client tries again 20 ms after a failure, so the count mostly measures that time). Killing
 //! a replica may cost only the requests it held (nginx retries them on another, where one that
 //! got as far as its reservation meets its own apelido: 422); the other faults answer 503
-//! while a service is down (502 from nginx once every replica answered 503 within its
-//! `fail_timeout`). Nothing else is allowed.
+//! while a service is down (nginx passes a 503 on to the next replica and answers it when every
+//! replica does; 502 is still accepted, from nginx versions that do not map their own 502 to
+//! 503 as nginx.conf asks). Nothing else is allowed.
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
