@@ -18,8 +18,9 @@ RUNS = ["people", "faults", "accounts", "websocket", "chat", "ping-k6", "ping-wr
 TUNING_HEADER = "## Tuning: before / after"
 TUNING_DEFAULT = f"""{TUNING_HEADER}
 
-One row per tuning change, each side measured by `stress-tests/run` (same mode, same machine,
-alternating the two commits), the figure the change is about in the last two columns.
+One row per tuning change: both sides measured on the same machine in one session by the
+command in the row (the "before" first; `ARENA_BIN` runs a commit's binary without building),
+the figure the change is about in the last two columns.
 
 | change | commits (before → after) | run | figure | before | after |
 |---|---|---|---|---|---|
