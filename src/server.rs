@@ -173,7 +173,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     chat::configure(cfg);
 }
 
-/// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged.
+/// The OpenAPI document: every domain's `#[derive(utoipa::OpenApi)] Api`, merged, every
+/// response described (OpenAPI 3.1 requires it; see `ops::openapi::describe_every_response`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut doc = ops::Api::openapi();
@@ -188,6 +189,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.info.description = Some(
         "Rinha-style service: people, accounts, real time and operations behind nginx.".to_owned(),
     );
+    ops::openapi::describe_every_response(&mut doc);
     doc
 }
 

@@ -27,8 +27,7 @@ pub fn document_json() -> Bytes {
     static JSON_DOC: OnceLock<Bytes> = OnceLock::new();
     JSON_DOC
         .get_or_init(|| {
-            let mut doc = crate::server::openapi();
-            describe_every_response(&mut doc);
+            let doc = crate::server::openapi();
             Bytes::from(doc.to_json().expect("BUG: the OpenAPI document serialises"))
         })
         .clone()
@@ -37,7 +36,7 @@ pub fn document_json() -> Bytes {
 /// utoipa 6 leaves out the `description` of a response declared without one, which OpenAPI
 /// 3.2 allows but 3.1, the version it writes, requires (openapi-spec-validator refuses the
 /// document without it); such a response is given its status's reason phrase (`OK`, `Created`).
-fn describe_every_response(doc: &mut utoipa::openapi::OpenApi) {
+pub(crate) fn describe_every_response(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     for item in doc.paths.paths.values_mut() {
         let operations = [
