@@ -4,6 +4,7 @@
     results.py RUN_DIR RESULTS_MD
 
 RUN_DIR holds what `run` left: meta, up.log, and per run NAME.status ("exit seconds"),
+NAME.log (for ping-ceiling and fib-gmp the scripts' printed lines are the figures),
 NAME.summary.json (k6 --summary-export), NAME.log, NAME.peak ("svc bytes": the kernel's peak),
 NAME.sampled ("svc cgroup_bytes pss_kb": sampled peaks), NAME.before / NAME.after ("svc
 oom_kills throttled_s"), NAME.healed. The "Tuning: before / after" section of an existing
@@ -15,6 +16,9 @@ import re
 import sys
 
 RUNS = ["people", "faults", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
+# Run with the caps lifted (issue 10 defines both ratios on the uncapped machine): their own
+# section, not in the per-service memory and throttling tables.
+UNCAPPED = ["ping-ceiling", "fib-gmp"]
 TUNING_HEADER = "## Tuning: before / after"
 TUNING_DEFAULT = f"""{TUNING_HEADER}
 
@@ -184,6 +188,48 @@ def ping_rows(name, log):
     return rows
 
 
+def ratio_section(run_dir, meta):
+    """The two ratios issue 10 sets targets for, from ping-vs-ceiling.sh's and fib-vs-gmp.sh's lines."""
+    rows = []
+    for name in UNCAPPED:
+        status = read(os.path.join(run_dir, f"{name}.status")).split()
+        if not status:
+            continue
+        log = read(os.path.join(run_dir, f"{name}.log"))
+        result = "" if status[0] == "0" else f" **failed** (exit {status[0]}, see `{run_dir}/{name}.log`)"
+        if name == "ping-ceiling":
+            side = {k: re.search(rf"^{k}\s+(\d+) req/s\s+p50 (\S+)\s+p99 (\S+)\s+non-2xx (\d+)", log, re.M)
+                    for k in ("stack", "ceiling")}
+            ratio = re.search(r"^ratio stack / proxy ceiling: ([0-9.]+)", log, re.M)
+            cpu = {k: re.search(rf"^cpu {k}\s+(.*) µs/req", log, re.M) for k in ("stack", "ceiling")}
+            workers = re.search(r"^workers: (.*)$", log, re.M)
+            fig = lambda m: f"{fmt_int(int(m.group(1)))} req/s (p50 {m.group(2)}, p99 {m.group(3)}, non-2xx {m.group(4)})" if m else "–"
+            cpu_text = "; ".join(f"{k}: {re.sub(r'  +', ', ', m.group(1))}" for k, m in cpu.items() if m)
+            rows.append(f"| /ping through the stack ÷ the proxy ceiling (wrk -t2 -c64, {meta.get('ping_duration', '?')}; "
+                        f"`stress-tests/ping-vs-ceiling.sh`){result} | {fig(side['stack'])} | {fig(side['ceiling'])} | "
+                        f"{ratio.group(1) if ratio else '–'} | ≥ 0.95 | CPU µs per request — {cpu_text or '–'}"
+                        f"{'; workers: ' + workers.group(1) if workers else ''} |")
+        else:
+            best = re.search(r"^best of (\d+) runs: arena ([0-9.]+) ms, GMP ([0-9.]+) ms, ratio arena / GMP: ([0-9.]+)", log, re.M)
+            parts = lambda who: re.findall(rf"^run \d+/\d+ {who}.*compute ([0-9.]+) ms, to decimal ([0-9.]+) ms, total ([0-9.]+) ms", log, re.M)
+            ours, gmp = parts("arena"), parts("GMP")
+            pairs = re.findall(r"^run \d+/\d+ ratio arena / GMP: ([0-9.]+)", log, re.M)
+            split = lambda runs: (min(runs, key=lambda r: float(r[2])) if runs else None)
+            o, g = split(ours), split(gmp)
+            fig = lambda b, r: f"{b} ms (compute {r[0]} + decimal {r[1]})" if r else f"{b} ms"
+            rows.append(f"| fib(1 000 000) to decimal ÷ GMP (gmpy2), best of each ({meta.get('fib_env', '')}; "
+                        f"`stress-tests/fib-vs-gmp.sh`){result} | {fig(best.group(2), o) if best else '–'} | "
+                        f"{fig(best.group(3), g) if best else '–'} | {best.group(4) if best else '–'} | ≤ 2.0 | "
+                        f"each pair measured back to back: {', '.join(pairs) or '–'} |")
+    if not rows:
+        return []
+    return ["## The two ratios (uncapped)", "",
+            "Issue 10 sets these on the uncapped machine, so `run` lifts the caps first (`scripts/up` "
+            "without `--limits`: nginx back to its uncapped worker count). Both sides of each ratio are "
+            "measured in the same run, one right after the other.", "",
+            "| figure | Arena | reference | ratio | target | details |", "|---|---|---|---|---|---|"] + rows + [""]
+
+
 def caps_table(up_log):
     plain = re.sub(r"\x1b\[[0-9;]*m", "", up_log)
     lines, inside = [], False
@@ -217,7 +263,7 @@ def main():
     if up_status != "0":
         doc += [f"**scripts/up --limits --fresh failed (exit {up_status}); nothing was measured.**", ""]
 
-    rows = [r for r in (run_row(run_dir, n, meta) for n in RUNS) if r]
+    rows = [r for r in (run_row(run_dir, n, meta) for n in RUNS) if r]  # UNCAPPED: ratio_section
     load = [r for r in rows if "ping" not in r]
     if load:
         doc += ["## Runs", "",
@@ -278,6 +324,8 @@ def main():
                 doc.append(f"| {r['name'].split('-', 1)[1]} | {r['result']} | | | | |")
             doc += r["ping"]
         doc.append("")
+
+    doc += ratio_section(run_dir, meta)
 
     old = read(out)
     tuning = TUNING_DEFAULT
