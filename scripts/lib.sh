@@ -52,7 +52,11 @@ stop_pid() {
     if proc_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < grace * 10; i++)); do proc_alive "$pid" || break; sleep 0.1; done
-        proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+        if proc_alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            # Gone before returning: its ports are free for whatever starts next.
+            for ((i = 0; i < 20; i++)); do proc_alive "$pid" || break; sleep 0.1; done
+        fi
     fi
     rm -f "$file"
 }
