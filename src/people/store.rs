@@ -27,7 +27,7 @@
 //!   [`REBUILD_LOCK_LEASE`]: one rebuild per stack at a time.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -568,6 +568,11 @@ pub async fn insert_batch(
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opening a connection to a broker that is up takes milliseconds; a stopped one refuses at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a failed connect, publishes within this long fail at once with the same error rather
+/// than each trying again: every POST of an outage would otherwise open a connection attempt
+/// (and lapin keeps a little of each one that fails; see `infra::amqp::connect`). Short enough
+/// that a broker back up is used within a fifth of a second.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
 /// Name of the dead-letter queue of `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {
@@ -632,10 +637,18 @@ pub struct Publisher {
     queue: ShortString,
     /// The queue as the `queue` label of `arena_publish_total`.
     label: &'static str,
-    link: Mutex<Option<Link>>,
+    link: Mutex<Slot>,
     /// Numbers each link opened, so a publish that failed drops its own link and never a
     /// fresh one that concurrent publishes just opened and are waiting on.
     generations: AtomicU64,
+}
+
+/// The current link, and the last failed attempt to open one.
+#[derive(Default)]
+struct Slot {
+    current: Option<Link>,
+    /// When the last connect failed, and why: repeated to publishes for `RECONNECT_PAUSE`.
+    failed: Option<(Instant, lapin::Error)>,
 }
 
 struct Link {
@@ -657,19 +670,24 @@ impl Publisher {
             name: name.to_owned(),
             queue: queue.into(),
             label: metrics::intern(queue),
-            link: Mutex::new(None),
+            link: Mutex::new(Slot::default()),
             generations: AtomicU64::new(0),
         }
     }
 
     /// The current channel and its link's generation, opening a link if there is no usable one.
     async fn channel(&self) -> Result<(Channel, u64), PeopleError> {
-        let mut link = self.link.lock().await;
-        if let Some(l) = link.as_ref().filter(|l| l.usable()) {
+        let mut slot = self.link.lock().await;
+        if let Some(l) = slot.current.as_ref().filter(|l| l.usable()) {
             return Ok((l.channel.clone(), l.generation));
         }
-        if let Some(old) = link.take() {
+        if let Some(old) = slot.current.take() {
             close_quietly(old);
+        }
+        if let Some((at, e)) = &slot.failed {
+            if at.elapsed() < RECONNECT_PAUSE {
+                return Err(PeopleError::Broker(e.clone()));
+            }
         }
         let connect = async {
             let connection = infra::amqp::connect(&self.url, &self.name).await?;
@@ -684,11 +702,26 @@ impl Publisher {
                 generation: self.generations.fetch_add(1, Ordering::Relaxed),
             })
         };
-        let fresh = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| PeopleError::NotConfirmed("connecting to RabbitMQ timed out"))??;
+        let fresh = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(fresh)) => fresh,
+            Ok(Err(e)) => {
+                slot.failed = Some((Instant::now(), e.clone()));
+                return Err(e.into());
+            }
+            Err(_) => {
+                let e = lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting to RabbitMQ timed out",
+                ));
+                slot.failed = Some((Instant::now(), e.clone()));
+                return Err(e.into());
+            }
+        };
         let opened = (fresh.channel.clone(), fresh.generation);
-        *link = Some(fresh);
+        *slot = Slot {
+            current: Some(fresh),
+            failed: None,
+        };
         Ok(opened)
     }
 
@@ -753,9 +786,13 @@ impl Publisher {
 
     /// Drops link `generation` if it is still the current one; a newer link stays.
     async fn forget(&self, generation: u64) {
-        let mut link = self.link.lock().await;
-        if link.as_ref().is_some_and(|l| l.generation == generation) {
-            if let Some(old) = link.take() {
+        let mut slot = self.link.lock().await;
+        if slot
+            .current
+            .as_ref()
+            .is_some_and(|l| l.generation == generation)
+        {
+            if let Some(old) = slot.current.take() {
                 close_quietly(old);
             }
         }
