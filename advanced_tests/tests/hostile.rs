@@ -265,3 +265,66 @@ fn clients_that_stop_mid_request_are_let_go_by_nginx() {
     });
     assert_eq!(get(&s.at("/ping")).status, 200);
 }
+
+/// Sends `request` on a fresh connection and reads until nginx closes it (or 10 s).
+fn raw_answer(addr: &str, request: &[u8], what: &str) -> String {
+    let mut c = TcpStream::connect(addr).expect("nginx listens");
+    c.write_all(request).unwrap();
+    closed_within(c, Duration::from_secs(10))
+        .map(|(_, answer)| answer)
+        .unwrap_or_else(|| panic!("{what:?}: still open"))
+}
+
+/// What nginx refuses before any replica sees it (a broken request line, a URI or header past
+/// its buffers, TRACE, an unknown transfer coding, another HTTP version) is answered with a JSON
+/// error body like everything else (SPEC: every error body is JSON), not nginx's HTML page.
+#[test]
+fn requests_nginx_refuses_itself_get_a_json_error() {
+    let s = stack();
+    let addr = s
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let long_uri = [
+        b"GET /pessoas?t=".as_slice(),
+        &[b'a'; 140_000],
+        b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    .concat();
+    let long_header = [
+        b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: ".as_slice(),
+        &[b'a'; 40_000],
+        b"\r\n\r\n",
+    ]
+    .concat();
+    let cases: [(&[u8], u16); 7] = [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+        (&long_uri, 414),
+        (&long_header, 400),
+        (b"TRACE /ping HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (
+            b"POST /pessoas HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
+        (b"GET /ping HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ];
+    for (request, want) in cases {
+        let what = String::from_utf8_lossy(&request[..40.min(request.len())]).into_owned();
+        let answer = raw_answer(&addr, request, &what);
+        let status: u16 = answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("{what:?}: {answer:?}"));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{what:?}: {head}"
+        );
+        assert_json_error(&what, status, body, &[want]);
+    }
+    assert_eq!(get(&s.at("/ping")).status, 200);
+}
