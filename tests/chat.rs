@@ -494,6 +494,30 @@ fn create_chat_acts_only_as_the_token_user_and_warns_about_unknown_members() {
     );
 }
 
+/// Deletes a test's own exchange when the test ends, passed or failed: the exchange is durable
+/// (as the product declares it), so otherwise one would be left in RabbitMQ per run. Declared
+/// before the server so that it drops after it, once nothing is bound to the exchange.
+struct OwnExchange {
+    amqp_url: String,
+    name: String,
+}
+
+impl Drop for OwnExchange {
+    fn drop(&mut self) {
+        let _ = arena::infra::block_on(async {
+            let conn = arena::infra::amqp::connect(&self.amqp_url, "chat-test").await?;
+            let channel = conn.create_channel().await?;
+            channel
+                .exchange_delete(
+                    self.name.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await?;
+            conn.close(200, "done".into()).await
+        });
+    }
+}
+
 #[test]
 fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
     // An exchange of its own: the notify test of this binary sends `/notify/all`, which wakes
@@ -501,6 +525,10 @@ fn waiting_long_polls_answer_204_at_once_when_the_replica_stops() {
     let mut config = migrated_config();
     config.pg_pool_size = 4;
     config.chat_exchange = unique("arena.chat.test");
+    let _exchange = OwnExchange {
+        amqp_url: config.amqp_url.clone(),
+        name: config.chat_exchange.clone(),
+    };
     let app = TestServer::start(config);
     let alice = person(&app, "alice");
     group(&app, &alice, &[], None);
