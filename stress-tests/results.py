@@ -214,8 +214,8 @@ def ratio_section(run_dir, meta):
             parts = lambda who: re.findall(rf"^run \d+/\d+ {who}.*compute ([0-9.]+) ms, to decimal ([0-9.]+) ms, total ([0-9.]+) ms", log, re.M)
             ours, gmp = parts("arena"), parts("GMP")
             pairs = re.findall(r"^run \d+/\d+ ratio arena / GMP: ([0-9.]+)", log, re.M)
-            split = lambda runs: (min(runs, key=lambda r: float(r[2])) if runs else None)
-            o, g = split(ours), split(gmp)
+            fastest = lambda runs: (min(runs, key=lambda r: float(r[2])) if runs else None)
+            o, g = fastest(ours), fastest(gmp)
             fig = lambda b, r: f"{b} ms (compute {r[0]} + decimal {r[1]})" if r else f"{b} ms"
             rows.append(f"| fib(1 000 000) to decimal ÷ GMP (gmpy2), best of each ({meta.get('fib_env', '')}; "
                         f"`stress-tests/fib-vs-gmp.sh`){result} | {fig(best.group(2), o) if best else '–'} | "

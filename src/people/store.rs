@@ -637,7 +637,7 @@ pub struct Publisher {
     queue: ShortString,
     /// The queue as the `queue` label of `arena_publish_total`.
     label: &'static str,
-    link: Mutex<Slot>,
+    slot: Mutex<Slot>,
     /// Numbers each link opened, so a publish that failed drops its own link and never a
     /// fresh one that concurrent publishes just opened and are waiting on.
     generations: AtomicU64,
@@ -670,14 +670,14 @@ impl Publisher {
             name: name.to_owned(),
             queue: queue.into(),
             label: metrics::intern(queue),
-            link: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot::default()),
             generations: AtomicU64::new(0),
         }
     }
 
     /// The current channel and its link's generation, opening a link if there is no usable one.
     async fn channel(&self) -> Result<(Channel, u64), PeopleError> {
-        let mut slot = self.link.lock().await;
+        let mut slot = self.slot.lock().await;
         if let Some(l) = slot.current.as_ref().filter(|l| l.usable()) {
             return Ok((l.channel.clone(), l.generation));
         }
@@ -786,7 +786,7 @@ impl Publisher {
 
     /// Drops link `generation` if it is still the current one; a newer link stays.
     async fn forget(&self, generation: u64) {
-        let mut slot = self.link.lock().await;
+        let mut slot = self.slot.lock().await;
         if slot
             .current
             .as_ref()
