@@ -199,6 +199,21 @@ fn huge_negative_and_overflowing_ids_are_4xx_through_nginx() {
     }
 }
 
+/// `host:port` of the stack's base URL, for raw TCP.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Sends `request` as raw bytes on a fresh connection to `addr` and waits up to `limit` for
+/// the server to close it: what it said, or `None` if still open.
+fn send_raw(addr: &str, request: &[u8], limit: Duration) -> Option<(Duration, String)> {
+    let mut c = TcpStream::connect(addr).expect("nginx listens");
+    c.write_all(request).unwrap();
+    closed_within(c, limit)
+}
+
 /// Waits up to `limit` for the server to close `s`; what it said, or `None` if still open.
 fn closed_within(mut s: TcpStream, limit: Duration) -> Option<(Duration, String)> {
     let start = Instant::now();
@@ -227,11 +242,7 @@ const LIMIT: Duration = Duration::from_secs(100);
 #[test]
 fn clients_that_stop_mid_request_are_let_go_by_nginx() {
     let s = stack();
-    let addr = s
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = host_port(&s.url);
     let requests: [&[u8]; 3] = [
         b"GET /ping HTT",
         b"GET /ping HTTP/1.1\r\nHost: x\r\n",
@@ -243,11 +254,7 @@ fn clients_that_stop_mid_request_are_let_go_by_nginx() {
             .iter()
             .map(|request| {
                 let addr = addr.clone();
-                scope.spawn(move || {
-                    let mut c = TcpStream::connect(&addr).expect("nginx listens");
-                    c.write_all(request).unwrap();
-                    (request, closed_within(c, LIMIT))
-                })
+                scope.spawn(move || (request, send_raw(&addr, request, LIMIT)))
             })
             .collect();
         for wait in waits {
@@ -266,26 +273,13 @@ fn clients_that_stop_mid_request_are_let_go_by_nginx() {
     assert_eq!(get(&s.at("/ping")).status, 200);
 }
 
-/// Sends `request` on a fresh connection and reads until nginx closes it (or 10 s).
-fn raw_answer(addr: &str, request: &[u8], what: &str) -> String {
-    let mut c = TcpStream::connect(addr).expect("nginx listens");
-    c.write_all(request).unwrap();
-    closed_within(c, Duration::from_secs(10))
-        .map(|(_, answer)| answer)
-        .unwrap_or_else(|| panic!("{what:?}: still open"))
-}
-
 /// What nginx refuses before any replica sees it (a broken request line, a URI or header past
 /// its buffers, TRACE, an unknown transfer coding, another HTTP version) is answered with a JSON
 /// error body like everything else (SPEC: every error body is JSON), not nginx's HTML page.
 #[test]
 fn requests_nginx_refuses_itself_get_a_json_error() {
     let s = stack();
-    let addr = s
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = host_port(&s.url);
     let long_uri = [
         b"GET /pessoas?t=".as_slice(),
         &[b'a'; 140_000],
@@ -312,7 +306,8 @@ fn requests_nginx_refuses_itself_get_a_json_error() {
     ];
     for (request, want) in cases {
         let what = String::from_utf8_lossy(&request[..40.min(request.len())]).into_owned();
-        let answer = raw_answer(&addr, request, &what);
+        let (_, answer) = send_raw(&addr, request, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{what:?}: still open"));
         let status: u16 = answer
             .strip_prefix("HTTP/1.1 ")
             .and_then(|rest| rest.get(..3))
