@@ -702,17 +702,17 @@ impl Publisher {
                 generation: self.generations.fetch_add(1, Ordering::Relaxed),
             })
         };
-        let fresh = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(fresh)) => fresh,
-            Ok(Err(e)) => {
-                slot.failed = Some((Instant::now(), e.clone()));
-                return Err(e.into());
-            }
-            Err(_) => {
-                let e = lapin::Error::from(std::io::Error::new(
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(lapin::Error::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "connecting to RabbitMQ timed out",
-                ));
+                )))
+            });
+        let fresh = match connected {
+            Ok(fresh) => fresh,
+            Err(e) => {
                 slot.failed = Some((Instant::now(), e.clone()));
                 return Err(e.into());
             }
