@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fib(N) to decimal: Arena (`arena fib-bench`: num-bigint, see src/fib/compute.rs) against GMP
+# fib(N) to decimal: Arena (`arena fib-bench`: num-bigint + tfhe-ntt, see src/fib/) against GMP
 # (gmpy2) on this machine, back to back, best of ROUNDS each, REPEAT times over (the machine is
 # shared: a pair measured in the same moment is what compares), each pair's ratio and the ratio
 # of the bests. Builds `arena` as ARENA_BUILD says (release by default: the figure that matters).
@@ -32,7 +32,7 @@ print(f"fib({n}): {digits} digits, compute {best[1] * 1e3:.2f} ms, to decimal {b
 PY
     )
     a=$(total "$ours") g=$(total "$gmp")
-    echo "run $i/$REPEAT arena ($ARENA_BUILD, num-bigint): $ours"
+    echo "run $i/$REPEAT arena ($ARENA_BUILD, num-bigint + tfhe-ntt): $ours"
     echo "run $i/$REPEAT $gmp_version via gmpy2: $gmp"
     awk -v a="$a" -v g="$g" -v i="$i" -v r="$REPEAT" 'BEGIN { printf "run %d/%d ratio arena / GMP: %.2f\n", i, r, a / g }'
     best_a=$(awk -v a="$a" -v b="${best_a:-$a}" 'BEGIN { print (a < b ? a : b) }')

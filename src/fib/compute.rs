@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use num_bigint::BigUint;
 
+use super::ntt;
+
 /// fib(n), with fib(0) = 0 and fib(1) = 1.
 ///
 /// The pair (F(k), F(k−1)) for k = ⌊n/2⌋ comes from `pair` (two squarings per bit of k), then
@@ -20,10 +22,10 @@ pub fn fib(n: u64) -> BigUint {
     let k = n / 2;
     let (f, g) = pair(k);
     if n.is_multiple_of(2) {
-        &f * (&f + (&g << 1u8))
+        ntt::mul(&f, &(&f + (&g << 1u8)))
     } else {
         let twice = &f << 1u8;
-        plus_two_signed((&twice + &g) * (twice - &g), k)
+        plus_two_signed(ntt::mul(&(&twice + &g), &(twice - &g)), k)
     }
 }
 
@@ -37,8 +39,8 @@ fn pair(k: u64) -> (BigUint, BigUint) {
     let top = u64::BITS - 1 - k.leading_zeros(); // the leading bit is j = 1
     for bit in (0..top).rev() {
         let j = k >> (bit + 1);
-        let f2 = &f * &f;
-        let g2 = &g * &g;
+        let f2 = ntt::square(&f);
+        let g2 = ntt::square(&g);
         let below = &f2 + &g2; // F(2j−1)
         let above = plus_two_signed((f2 << 2u8) - g2, j); // F(2j+1)
         if (k >> bit) & 1 == 1 {
@@ -121,7 +123,7 @@ fn level(k: usize) -> &'static Level {
             0 => BigUint::from(FIVE_19),
             _ => {
                 let half = &level(k - 1).five;
-                half * half
+                ntt::square(half)
             }
         };
         let b = five.bits();
@@ -163,10 +165,10 @@ fn divide(x: &BigUint, level: &Level, high_digits: usize) -> (BigUint, BigUint) 
     // y1·m / 2^l is at most y/5^h and more than y/5^h − 3, so q is at most 3 above it.
     let l = bits_below_ten_to(high_digits).min(level.l);
     let m = &level.inverse >> (level.l - l); // floor(2^(b+l)/5^h), floors nest
-    let mut q = (&(&y >> level.b) * &m) >> l;
+    let mut q = ntt::mul(&(&y >> level.b), &m) >> l;
     // r = y − q·5^h < 4·5^h < 2^w: the low w bits of each side are enough.
     let w = level.b + 2;
-    let product = low_bits(&(low_bits(&q, w) * &level.five), w);
+    let product = low_bits(&ntt::mul(&low_bits(&q, w), &level.five), w);
     let y = low_bits(&y, w);
     let mut r = if y >= product {
         y - product

@@ -8,6 +8,7 @@
 mod clock;
 mod compute;
 mod model;
+mod ntt;
 mod pool;
 mod routes;
 mod session;
