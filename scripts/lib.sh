@@ -26,6 +26,18 @@ mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/started"
 
 log() { printf '\033[1m[arena]\033[0m %s\n' "$*" >&2; }
 
+# Installs the Debian packages named, when this is root on a system with apt-get; otherwise says
+# what to install. Fails when they are not installed.
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        log "missing: $* — install them (Debian: apt-get install $*) and run again"; return 1
+    fi
+    log "installing $*"
+    [ -f "$STATE/apt-updated" ] || { apt-get update -qq && touch "$STATE/apt-updated"; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >"$STATE/logs/apt.log" 2>&1 \
+        || { tail -20 "$STATE/logs/apt.log"; return 1; }
+}
+
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

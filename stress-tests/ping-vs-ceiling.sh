@@ -15,7 +15,7 @@ FRONT_PORT=${FRONT_PORT:-9997}; BACKEND_PORT=${BACKEND_PORT:-9996}
 FRONT_WORKERS=$(awk '$1 == "worker_processes" { sub(/;.*/, "", $2); print $2; exit }' "$STATE/nginx/nginx.conf" 2>/dev/null || true)
 FRONT_WORKERS=${FRONT_WORKERS:-auto}
 BACKEND_WORKERS=$((REPLICAS * ${WORKERS:-1}))
-command -v wrk >/dev/null || { log "wrk is missing: apt-get install wrk"; exit 1; }
+command -v wrk >/dev/null || apt_install wrk || exit 1
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 dir=$(mktemp -d)
 cleanup() {

