@@ -1,6 +1,7 @@
 //! fib(n) by fast doubling on `num-bigint` (its large products by `ntt`), its decimal digits by
-//! divide and conquer, and the reply frame that carries them. Pure CPU work with no I/O: the socket code decides whether it
-//! runs inline on the event loop (small n) or on the bounded pool (large n).
+//! divide and conquer, and the reply frame that carries them. Pure CPU work with no I/O: the
+//! socket code decides whether it runs inline on the event loop (small n) or on the bounded
+//! pool (large n).
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -73,9 +74,9 @@ fn plus_two_signed(mut x: BigUint, j: u64) -> BigUint {
 /// number's length (so q is never the longer part); each part goes on the same way down to 16
 /// chunks of 19 digits, which `leaf` writes.
 /// 10^h = 5^h·2^h, so the division is a shift and a division by the smaller 5^h, done by
-/// Barrett's method: multiplications (`ntt::mul`) by floor(2^(b+l)/5^h), cached for the process's life
-/// with 5^h, one `Level` per k: about 220 KB up to fib(1 000 000), computed on first use, so the
-/// first fib(1 000 000) of a process takes 20–50 ms longer.
+/// Barrett's method: multiplications (`ntt::mul`) by floor(2^(b+l)/5^h), cached for the
+/// process's life with 5^h, one `Level` per k: about 220 KB up to fib(1 000 000), computed on
+/// first use, so the first fib(1 000 000) of a process takes 20–50 ms longer.
 pub fn decimal(x: &BigUint) -> String {
     if x.bits() == 0 {
         return "0".into();
