@@ -124,7 +124,7 @@ def run_row(run_dir, name, meta):
         check = f"created {fmt_int(created)}, counted {fmt_int(counted)}, lost {fmt_int(s.count('people_lost'))}"
         statuses, errors = s.statuses(), s.errors()
     elif name == "faults":
-        # Lines people_faults prints: "people_faults phase=NAME non2xx=N statuses=S:N,… outage_ms=T" and
+        # Lines people_faults prints: "people_faults phase=NAME non2xx=N statuses=S:N,… outage_ms=T first_bodies=…" and
         # "people_faults created=N workers=W seconds=S".
         phases = re.findall(r"^people_faults phase=(\w+) non2xx=(\d+) statuses=(\S*)", log, re.M)
         total = re.search(r"^people_faults created=(\d+) workers=(\d+) seconds=(\d+)", log, re.M)

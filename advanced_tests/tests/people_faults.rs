@@ -54,8 +54,8 @@ struct Seen {
     other: BTreeMap<(usize, u16), u32>,
     /// The first and the last answer other than 201 of each phase: how long it lasted.
     outage: BTreeMap<usize, (Instant, Instant)>,
-    /// One body for each status other than 201, for the failure message.
-    samples: BTreeMap<u16, String>,
+    /// The first body of each (phase, status) other than 201: printed, and in failure messages.
+    samples: BTreeMap<(usize, u16), String>,
 }
 
 fn rabbitmqctl(arg: &str) {
@@ -236,7 +236,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
                     *seen.other.entry((at, r.status)).or_default() += 1;
                     let now = Instant::now();
                     seen.outage.entry(at).or_insert((now, now)).1 = now;
-                    seen.samples.entry(r.status).or_insert(r.body);
+                    seen.samples.entry((at, r.status)).or_insert(r.body);
                     drop(seen);
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -312,9 +312,17 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
             .outage
             .get(&i)
             .map_or(0, |(first, last)| last.duration_since(*first).as_millis());
+        // What each status said: a 422 among a fault's 503s is explained by its body.
+        let bodies: Vec<String> = seen
+            .samples
+            .iter()
+            .filter(|((p, _), _)| *p == i)
+            .map(|((_, status), body)| format!("{status}={body}"))
+            .collect();
         println!(
-            "people_faults phase={name} non2xx={non2xx} statuses={} outage_ms={outage}",
-            statuses.join(",")
+            "people_faults phase={name} non2xx={non2xx} statuses={} outage_ms={outage} first_bodies={}",
+            statuses.join(","),
+            bodies.join(" ")
         );
     }
     println!(
