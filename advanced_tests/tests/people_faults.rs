@@ -182,6 +182,12 @@ fn kill_and_heal(s: &Stack, name: &str) {
     assert_ne!(new_pid, pid, "heal restarted {name}");
 }
 
+/// The entries of one phase in a map keyed by (phase, status), by status.
+fn of_phase<V>(map: &BTreeMap<(usize, u16), V>, phase: usize) -> impl Iterator<Item = (u16, &V)> {
+    map.range((phase, 0)..(phase + 1, 0))
+        .map(|(&(_, status), v)| (status, v))
+}
+
 /// POSTs the apelido of a person created before the Redis restart until the answer is not a
 /// 503/502 (the rebuild may still run); returns that answer's status.
 fn post_again(s: &Stack, apelido: &str) -> u16 {
@@ -295,29 +301,18 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
     let seen = seen.into_inner().unwrap();
     let mut report = Vec::new();
     for (i, name) in PHASES.iter().enumerate().skip(1) {
-        let statuses: Vec<String> = seen
-            .other
-            .iter()
-            .filter(|((p, _), _)| *p == i)
-            .map(|((_, status), n)| format!("{status}:{n}"))
+        let statuses: Vec<String> = of_phase(&seen.other, i)
+            .map(|(status, n)| format!("{status}:{n}"))
             .collect();
-        let non2xx: u32 = seen
-            .other
-            .iter()
-            .filter(|((p, _), _)| *p == i)
-            .map(|(_, n)| n)
-            .sum();
+        let non2xx: u32 = of_phase(&seen.other, i).map(|(_, n)| n).sum();
         report.push((*name, non2xx));
         let outage = seen
             .outage
             .get(&i)
             .map_or(0, |(first, last)| last.duration_since(*first).as_millis());
         // What each status said: a 422 among a fault's 503s is explained by its body.
-        let bodies: Vec<String> = seen
-            .samples
-            .iter()
-            .filter(|((p, _), _)| *p == i)
-            .map(|((_, status), body)| format!("{status}={body}"))
+        let bodies: Vec<String> = of_phase(&seen.samples, i)
+            .map(|(status, body)| format!("{status}={body}"))
             .collect();
         println!(
             "people_faults phase={name} non2xx={non2xx} statuses={} outage_ms={outage} first_bodies={}",
