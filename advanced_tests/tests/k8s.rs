@@ -336,7 +336,8 @@ fn k8s_bytes(q: &str) -> f64 {
 
 fn compose() -> Value {
     let text = read(&repo().join("docker-compose.yml"));
-    let mut doc: Value = serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
+    let mut doc: Value = serde_yaml::from_str(&advanced_tests::at_defaults(&text))
+        .expect("docker-compose.yml is valid YAML");
     doc.apply_merge().expect("merge keys resolve");
     doc
 }
@@ -815,5 +816,27 @@ fn the_service_urls_name_the_demo_services() {
         demo["stringData"]["POSTGRES_PASSWORD"].as_str(),
         Some(password.as_str()),
         "DATABASE_URL's password differs from the demo PostgreSQL's"
+    );
+}
+
+#[test]
+fn the_demo_rabbitmq_is_configured_as_compose_s() {
+    // The same file: kustomize cannot read deploy/rabbitmq/arena.conf from here, so the
+    // ConfigMap holds a copy.
+    let config = object("ConfigMap", "arena-demo-rabbitmq");
+    assert_eq!(
+        str_of(&config["data"]["arena.conf"], "arena.conf"),
+        read(&repo().join("deploy/rabbitmq/arena.conf")),
+        "the ConfigMap's arena.conf is deploy/rabbitmq/arena.conf"
+    );
+    let set = object("StatefulSet", "rabbitmq");
+    let container = &seq(&set["spec"]["template"]["spec"]["containers"], "containers")[0];
+    let erl_args = seq(&container["env"], "env")
+        .iter()
+        .find(|e| e["name"] == "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS")
+        .expect("the Erlang arguments are set");
+    assert_eq!(
+        erl_args["value"],
+        compose()["services"]["rabbitmq"]["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
     );
 }
