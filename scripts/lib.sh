@@ -83,3 +83,24 @@ running_bin() {
 }
 # True when process $1 runs $BIN (the build ARENA_BUILD asks for).
 runs_bin() { [ "$(running_bin "$1" "$2")" = "$(readlink -f "$BIN")" ]; }
+
+# The replicas of the stack under test, one "name pid url" line each (pid: the process's id on
+# this machine, also for a container's): scripts/up's from their pid files, or, with
+# ARENA_BACKEND=compose (scripts/docker-up's stack.env), the running api containers of
+# ARENA_COMPOSE_PROJECT by compose's container number, on their addresses in compose's network.
+stack_replicas() {
+    if [ "${ARENA_BACKEND:-local}" = compose ]; then
+        local n id
+        docker ps --filter "label=com.docker.compose.project=${ARENA_COMPOSE_PROJECT:-arena}" --filter label=com.docker.compose.service=api \
+            --format '{{.Label "com.docker.compose.container-number"}} {{.ID}}' | sort -n | while read -r n id; do
+            docker inspect -f "api$n {{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}" "$id" |
+                awk '{ print $1, $2, "http://" $3 ":9999" }'
+        done
+    else
+        local i
+        for ((i = 1; i <= REPLICAS; i++)); do
+            pid_alive "$STATE/pids/api$i.pid" && echo "api$i $(cat "$STATE/pids/api$i.pid") http://127.0.0.1:$(replica_port "$i")"
+        done
+        return 0
+    fi
+}

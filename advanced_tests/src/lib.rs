@@ -1,28 +1,47 @@
-//! What every black-box test needs: where the running stack is (`scripts/up` writes
-//! `.state/stack.env`; `ARENA_URL` and friends override it) and a small blocking HTTP client
-//! that returns every status as a value instead of an error.
+//! What every black-box test needs: where the running stack is and how to fail its parts, and a
+//! small blocking HTTP client that returns every status as a value instead of an error.
+//!
+//! The stack is either the local one (`scripts/up` writes `.state/stack.env`) or a
+//! docker-compose one (`scripts/docker-up` writes `<state>/docker/stack.env` with
+//! `ARENA_BACKEND=compose`; point `ARENA_STATE_DIR` at that folder). `ARENA_URL` and friends in
+//! the environment override the file. A test reaches a replica directly with
+//! [`Stack::replica`], and fails one with [`Stack::pid_of`] and [`signal`], the same way on
+//! both: a container's main process is a process of this machine too.
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 pub use serde_json::{json, Value};
 
+mod backend;
 pub mod chat;
 pub mod ws;
 
+use backend::Backend;
+
 /// The stack under test.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Stack {
     /// nginx, e.g. `http://127.0.0.1:9999`.
     pub url: String,
-    /// Each replica's own port, api1 first.
-    pub replica_ports: Vec<u16>,
     pub admin_token: String,
     pub state_dir: PathBuf,
     pub root: PathBuf,
     pub env: HashMap<String, String>,
+    backend: Backend,
+    /// Each replica's own base URL, api1 first. Refreshed by `heal`: a container started
+    /// again may come back on another address.
+    replicas: RwLock<Vec<String>>,
+}
+
+/// A process of the stack that a test may kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// Replica `i`, 0-based (api1 is 0).
+    Replica(usize),
+    Inserter,
 }
 
 pub fn stack() -> &'static Stack {
@@ -61,25 +80,20 @@ impl Stack {
             .get("ARENA_URL")
             .cloned()
             .unwrap_or_else(|| "http://127.0.0.1:9999".to_owned());
-        let replica_ports = env
-            .get("ARENA_REPLICA_PORTS")
-            .map(|s| {
-                s.split([',', ' '])
-                    .filter_map(|p| p.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![9001, 9002]);
         let admin_token = env
             .get("ADMIN_TOKEN")
             .cloned()
             .unwrap_or_else(|| "arena-admin".to_owned());
+        let backend = Backend::from_env(&env);
+        let replicas = RwLock::new(backend.replica_urls(&env));
         let stack = Self {
             url,
-            replica_ports,
             admin_token,
             state_dir,
             root,
             env,
+            backend,
+            replicas,
         };
         assert!(
             get(&stack.at("/ping")).status == 200,
@@ -94,13 +108,72 @@ impl Stack {
         format!("{}{}", self.url, path)
     }
 
-    /// `path` on replica `i` (0-based) directly.
-    pub fn replica(&self, i: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.replica_ports[i], path)
+    /// How many replicas the stack runs.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.read().unwrap().len()
     }
 
-    pub fn pid_file(&self, name: &str) -> PathBuf {
-        self.state_dir.join("pids").join(format!("{name}.pid"))
+    /// `path` on replica `i` (0-based) directly.
+    pub fn replica(&self, i: usize, path: &str) -> String {
+        format!("{}{}", self.replicas.read().unwrap()[i], path)
+    }
+
+    /// The name replica `i` gives itself (`INSTANCE_NAME`): api1, api2, … locally; in compose
+    /// its container's hostname, which the api service's entrypoint takes as its name.
+    pub fn replica_name(&self, i: usize) -> String {
+        self.backend.replica_name(i)
+    }
+
+    /// Whether the stack runs in containers (docker-compose) rather than as local processes.
+    pub fn in_containers(&self) -> bool {
+        matches!(self.backend, Backend::Compose { .. })
+    }
+
+    /// The process id of `p` on this machine, while it runs.
+    pub fn pid_of(&self, p: Process) -> Option<i32> {
+        self.backend.pid_of(&self.state_dir, p)
+    }
+
+    /// A mark in `p`'s log, to read what it writes from now on with [`Stack::log_since`].
+    pub fn log_mark(&self, p: Process) -> LogMark {
+        self.backend.log_mark(&self.state_dir, p)
+    }
+
+    /// What `p` logged since `mark` (also after it exited).
+    pub fn log_since(&self, p: Process, mark: &LogMark) -> String {
+        self.backend.log_since(&self.state_dir, p, mark)
+    }
+
+    /// PostgreSQL's URL as seen from this machine.
+    pub fn database_url(&self) -> String {
+        self.backend.database_url(&self.env)
+    }
+
+    /// RabbitMQ's URL as seen from this machine.
+    pub fn amqp_url(&self) -> String {
+        self.backend.amqp_url(&self.env)
+    }
+
+    /// Stops the broker for every client (locally `rabbitmqctl stop_app`: the Erlang node and
+    /// its data stay; in containers `docker stop`), until [`Stack::broker_start`].
+    pub fn broker_stop(&self) {
+        self.backend.broker_stop();
+    }
+
+    /// Starts the broker again; returns once it accepts connections.
+    pub fn broker_start(&self) {
+        self.backend.broker_start();
+    }
+
+    /// Restarts Redis as after a crash: it keeps nothing on disk, so it comes back empty, with
+    /// the settings it ran with. Returns once it answers PING.
+    pub fn restart_redis(&self) {
+        self.backend.restart_redis(&self.env);
+    }
+
+    /// Messages ready in `queue` (0 when it does not exist), by a passive declare over AMQP.
+    pub fn queue_depth(&self, queue: &str) -> u32 {
+        backend::queue_depth(&self.amqp_url(), queue)
     }
 
     /// The people queue the stack's replicas publish to: `PEOPLE_QUEUE` as this process has it
@@ -113,40 +186,32 @@ impl Stack {
             .unwrap_or_else(|| "arena.people".to_owned())
     }
 
-    /// The port of the stack's Redis, from `REDIS_URL` (6379 when it names none).
-    pub fn redis_port(&self) -> u16 {
-        let url = self
-            .env
-            .get("REDIS_URL")
-            .map_or("redis://127.0.0.1:6379/0", String::as_str);
-        let authority = url.split("://").nth(1).unwrap_or(url);
-        let host_port = authority.split('/').next().unwrap_or(authority);
-        let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
-        host_port
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse().ok())
-            .unwrap_or(6379)
-    }
-
-    /// Runs `scripts/up` again: it restarts whatever is missing and waits until it answers.
-    /// It runs with the settings the stack was started with (stack.env: build, replicas,
-    /// ports, URLs) unless this process sets them: a test run by hand with plain `cargo test`
-    /// would otherwise rebuild in release and restart the stack on the defaults.
+    /// Runs the stack's `up` again (`scripts/up`, or `scripts/docker-up` for containers): it
+    /// restarts whatever is missing and waits until nginx answers. It runs with the settings
+    /// the stack was started with (stack.env) unless this process sets them: a test run by hand
+    /// with plain `cargo test` would otherwise restart the stack on the defaults.
     pub fn heal(&self) {
         let mut up = std::process::Command::new("bash");
-        up.arg(self.root.join("scripts/up"))
-            .env("ARENA_STATE_DIR", &self.state_dir);
+        up.args(self.backend.up_command(&self.root)).env(
+            "ARENA_STATE_DIR",
+            self.backend.up_state_dir(&self.state_dir),
+        );
         for (key, value) in &self.env {
             if std::env::var_os(key).is_none() {
                 up.env(key, value);
             }
         }
-        let status = up.status().expect("run scripts/up");
-        assert!(
-            status.success(),
-            "scripts/up failed while healing the stack"
-        );
+        let status = up.status().expect("run the stack's up script");
+        assert!(status.success(), "{up:?} failed while healing the stack");
+        *self.replicas.write().unwrap() = self.backend.replica_urls(&self.env);
     }
+}
+
+/// Where a log stood: a byte offset in a local log file, or a time for `docker logs --since`.
+#[derive(Debug, Clone)]
+pub enum LogMark {
+    Offset(u64),
+    Since(String),
 }
 
 /// An answer: status, headers we care about, body.
@@ -246,6 +311,25 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.stop();
     }
+}
+
+/// docker-compose.yml's `text` with every `${NAME:-default}` replaced by its default, as compose reads it when
+/// NAME is unset.
+pub fn at_defaults(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("${ closes");
+        let inner = &rest[start + 2..end];
+        let (_, default) = inner
+            .split_once(":-")
+            .unwrap_or_else(|| panic!("${{{inner}}} has no default"));
+        out.push_str(default);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Reads a pid file written by scripts/up.

@@ -68,7 +68,7 @@ fn the_contract_holds_through_nginx() {
 #[test]
 fn concurrent_debits_split_across_both_replicas_never_pass_the_limit() {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs two replicas");
+    assert!(s.replica_count() >= 2, "needs two replicas");
     // Account 2 (limit 80000): ten debits can fit, eleven cannot, whatever the balance now is.
     // A load run (accounts.js) may have left it at its limit: lend it what ten debits need, as
     // a credit, and take the loan back at the end.

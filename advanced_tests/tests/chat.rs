@@ -68,7 +68,7 @@ fn notify_all_wakes_the_status_polls_of_every_replica() {
     let s = stack();
     let group = format!("g{}", advanced_tests::unique());
     std::thread::scope(|scope| {
-        let polls: Vec<_> = (0..s.replica_ports.len())
+        let polls: Vec<_> = (0..s.replica_count())
             .flat_map(|i| [(i, "all"), (i, group.as_str())])
             .map(|(i, g)| {
                 let url = s.replica(i, &format!("/subscribe/status?group={g}&timeout=20"));

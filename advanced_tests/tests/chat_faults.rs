@@ -1,21 +1,12 @@
-//! Chat survives a RabbitMQ restart (`rabbitmqctl stop_app && start_app`: the broker stops for
-//! every client on this machine, but its Erlang node and data stay, so it comes back in
-//! seconds). While the broker is down a post is still stored and answered 201
+//! Chat survives a RabbitMQ restart (locally `rabbitmqctl stop_app && start_app`: the broker
+//! stops for every client on this machine, but its Erlang node and data stay, so it comes back
+//! in seconds; in containers `docker stop` and `docker start`). While the broker is down a post is still stored and answered 201
 //! (PostgreSQL is the source of truth); once it is back, every replica has reconnected and
 //! re-declared its queue by itself, and events reach sockets on other replicas again.
 use std::time::{Duration, Instant};
 
 use advanced_tests::chat::{next_event, User};
 use advanced_tests::{get, stack};
-
-fn rabbitmqctl(arg: &str) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("rabbitmqctl is installed with RabbitMQ");
-    assert!(status.success(), "rabbitmqctl {arg} failed");
-}
 
 /// Whether replica `i`'s fan-out queue is bound, from its own `/metrics`.
 fn bound(i: usize) -> bool {
@@ -31,9 +22,9 @@ fn a_post_during_a_rabbitmq_restart_is_stored_and_later_events_are_delivered_aga
     let g = alice.group(&[&bob], None);
     let mut socket = bob.room(&s.replica(1, ""), g).expect("bob is a member");
 
-    rabbitmqctl("stop_app");
+    s.broker_stop();
     let during = alice.post(&s.replica(0, ""), g, "while the broker is down");
-    rabbitmqctl("start_app");
+    s.broker_start();
     assert_eq!(during.status, 201, "{during:?}");
     let page = bob.call("GET", &s.at(&format!("/messages?groupId={g}")), None);
     assert_eq!(page.status, 200, "{page:?}");
@@ -43,7 +34,7 @@ fn a_post_during_a_rabbitmq_restart_is_stored_and_later_events_are_delivered_aga
     );
 
     let started = Instant::now();
-    while !(0..s.replica_ports.len()).all(bound) {
+    while !(0..s.replica_count()).all(bound) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the replicas did not rebind their chat queues"

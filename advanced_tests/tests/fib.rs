@@ -91,8 +91,8 @@ fn a_bad_username_is_refused_before_the_upgrade() {
 #[test]
 fn connect_and_disconnect_show_in_connected_users_on_the_other_replica() {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs two replicas");
-    let instances: Vec<Value> = (0..s.replica_ports.len())
+    assert!(s.replica_count() >= 2, "needs two replicas");
+    let instances: Vec<Value> = (0..s.replica_count())
         .map(|i| get(&s.replica(i, "/ping")).json()["instance"].clone())
         .collect();
     let username = unique("presence");

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::ws::{connect, listed_on, next_of};
-use advanced_tests::{get, read_pid, signal, stack};
+use advanced_tests::{get, signal, stack, Process};
 
 /// SPEC §6: a dead replica's rows disappear within 30 s; a little slack for the polling.
 const VANISH_WITHIN: Duration = Duration::from_secs(31);
@@ -12,11 +12,11 @@ const VANISH_WITHIN: Duration = Duration::from_secs(31);
 #[test]
 fn the_users_of_a_killed_replica_vanish_within_thirty_seconds() {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
+    assert!(s.replica_count() >= 2, "needs at least two replicas");
     let username = format!("doomed-{}", std::process::id());
     // Two sockets straight on api1 (the one about to die), so the test does not depend on how
     // nginx spreads them.
-    let api1 = format!("http://127.0.0.1:{}", s.replica_ports[0]);
+    let api1 = s.replica(0, "");
     let mut sockets: Vec<_> = (0..2)
         .map(|_| connect(&api1, &username).expect("upgrade on api1"))
         .collect();
@@ -25,7 +25,7 @@ fn the_users_of_a_killed_replica_vanish_within_thirty_seconds() {
     }
     assert_eq!(listed_on(1, &username), 2, "api2 sees api1's two sockets");
 
-    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
+    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
     signal(pid, "KILL");
     let killed = Instant::now();
     let mut vanished = None;

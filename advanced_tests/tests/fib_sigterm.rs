@@ -4,19 +4,19 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::ws::{connect, listed_on, next_of, CloseCode, Message};
-use advanced_tests::{read_pid, signal, stack, wait_exit};
+use advanced_tests::{signal, stack, wait_exit, Process};
 
 #[test]
 fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
+    assert!(s.replica_count() >= 2, "needs at least two replicas");
     let username = format!("leaving-{}", std::process::id());
-    let api1 = format!("http://127.0.0.1:{}", s.replica_ports[0]);
+    let api1 = s.replica(0, "");
     let mut socket = connect(&api1, &username).expect("upgrade on api1");
     next_of(&mut socket, "time");
     assert_eq!(listed_on(1, &username), 1, "api2 sees api1's socket");
 
-    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
+    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
     signal(pid, "TERM");
     let close = loop {
         match socket.read() {
@@ -32,7 +32,7 @@ fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
         std::thread::sleep(Duration::from_millis(100));
         left = listed_on(1, &username);
     }
-    // scripts/up keeps a replica it finds running: let this one finish exiting first.
+    // The stack's up keeps a replica it finds running: let this one finish exiting first.
     let exited = wait_exit(pid, Duration::from_secs(20));
     s.heal();
     assert!(exited, "api1 did not exit within 20 s of SIGTERM");

@@ -61,7 +61,7 @@ impl Drop for ReviveOnDrop {
 fn with_api1_fallen_three_hundred_mixed_requests_through_nginx_all_succeed_and_revive_restores_it()
 {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
+    assert!(s.replica_count() >= 2, "needs at least two replicas");
     let _revive = ReviveOnDrop;
     let r = admin("/fall");
     assert_eq!(r.status, 200, "{r:?}");
@@ -146,7 +146,7 @@ fn with_api1_fallen_three_hundred_mixed_requests_through_nginx_all_succeed_and_r
     // nginx rests a failed upstream for fail_timeout (1 s); then round robin finds it again.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = std::collections::HashSet::new();
-    while seen.len() < s.replica_ports.len() && Instant::now() < deadline {
+    while seen.len() < s.replica_count() && Instant::now() < deadline {
         let r = get(&s.at("/ping"));
         assert_eq!(r.status, 200, "{r:?}");
         seen.insert(r.json()["instance"].as_str().unwrap().to_owned());
@@ -154,7 +154,7 @@ fn with_api1_fallen_three_hundred_mixed_requests_through_nginx_all_succeed_and_r
     }
     assert_eq!(
         seen.len(),
-        s.replica_ports.len(),
+        s.replica_count(),
         "after /revive only {seen:?} answered"
     );
 }

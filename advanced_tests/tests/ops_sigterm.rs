@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::{
-    get, post, psql, read_pid, running, signal, stack, unique, wait_exit, StopFlag,
+    get, post, psql, running, signal, stack, unique, wait_exit, Process, StopFlag,
 };
 
 /// What one client saw: requests sent, unexpected answers, people created (ids), credits of 1
@@ -68,10 +68,9 @@ fn one_request(s: &advanced_tests::Stack, c: usize, n: u32, seen: &mut Seen) {
 #[test]
 fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly() {
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
-    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
-    let log = s.state_dir.join("logs/api1.log");
-    let log_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    assert!(s.replica_count() >= 2, "needs at least two replicas");
+    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
+    let log_before = s.log_mark(Process::Replica(0));
     let before = totals(s);
     let stop = StopFlag::default();
     let (seen, exited_in) = std::thread::scope(|scope| {
@@ -116,11 +115,7 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
         credits,
     } = seen;
     let still_running = running(pid);
-    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-    let tail = tail
-        .get(log_before as usize..)
-        .unwrap_or_default()
-        .to_owned();
+    let tail = s.log_since(Process::Replica(0), &log_before);
     s.heal();
     assert!(!still_running, "api1 ignored SIGTERM for {exited_in:?}");
     assert!(sent > 100, "only {sent} requests were sent");
@@ -169,12 +164,8 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
         "no person was created during the stream"
     );
     assert_eq!(get(&s.at("/contagem-pessoas?wait=30")).status, 200);
-    let url = s
-        .env
-        .get("DATABASE_URL")
-        .expect("stack.env names DATABASE_URL");
     let found = psql(
-        url,
+        &s.database_url(),
         &format!(
             "SELECT count(*) FROM pessoas WHERE id = ANY('{{{}}}'::uuid[])",
             people.join(",")

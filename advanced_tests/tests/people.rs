@@ -21,7 +21,7 @@ fn a_created_person_has_a_location_and_the_same_body_on_both_replicas() {
     assert_eq!(v["nascimento"], "2000-10-01");
     assert_eq!(v["stack"], advanced_tests::json!(["C#", "Node", "Oracle"]));
     assert_eq!(location, format!("/pessoas/{}", v["id"].as_str().unwrap()));
-    for i in 0..s.replica_ports.len() {
+    for i in 0..s.replica_count() {
         let read = get(&s.replica(i, &location));
         assert_eq!(read.status, 200, "replica {i}: {read:?}");
         assert_eq!(read.json(), v);

@@ -1,10 +1,12 @@
 //! People survive their faults (issue 10, item 3). While POSTs stream in through nginx, in
-//! order: replica api1 is killed with SIGKILL and healed (`scripts/up` starts it again); the
-//! inserter likewise; RabbitMQ's application restarts (`rabbitmqctl stop_app && start_app`:
-//! the broker stops for every client on this machine, but its Erlang node and data stay); and
-//! Redis restarts for real (`SHUTDOWN NOSAVE`, then `redis-server` again with the settings it
-//! ran with), so it comes back empty, as after a crash, and the replicas rebuild its apelido
-//! keys from PostgreSQL before they take a POST again. Before each fault, 201s flow again.
+//! order: replica api1 is killed with SIGKILL and healed (the stack's up script starts it
+//! again); the inserter likewise; RabbitMQ stops and starts (locally `rabbitmqctl stop_app &&
+//! start_app`: the broker stops for every client on this machine, but its Erlang node and data
+//! stay; in containers `docker stop` and `docker start`: the whole node, from its durable
+//! queue on disk); and Redis restarts for real (locally `SHUTDOWN NOSAVE`, then `redis-server`
+//! again with the settings it ran with; in containers `docker kill`, `docker start`), so it
+//! comes back empty, as after a crash, and the replicas rebuild its apelido keys from
+//! PostgreSQL before they take a POST again. Before each fault, 201s flow again.
 //!
 //! Afterwards every id answered 201 is in PostgreSQL exactly once — polled for, not waited for
 //! with `/contagem-pessoas?wait=`: its pending set died with Redis — nothing was dead-lettered,
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use advanced_tests::{post, read_pid, signal, stack, unique, wait_exit, Stack, StopFlag};
+use advanced_tests::{post, signal, stack, unique, wait_exit, Process, Stack, StopFlag};
 
 /// Threads streaming POSTs: the most requests a fault can catch in flight.
 const WORKERS: usize = 4;
@@ -58,94 +60,6 @@ struct Seen {
     samples: BTreeMap<(usize, u16), String>,
 }
 
-fn rabbitmqctl(arg: &str) {
-    let status = Command::new("rabbitmqctl")
-        .arg(arg)
-        .stdout(Stdio::null())
-        .status()
-        .expect("rabbitmqctl is installed with RabbitMQ");
-    assert!(status.success(), "rabbitmqctl {arg} failed");
-}
-
-/// Messages in `queue`'s dead-letter queue (0 when it does not exist yet).
-fn dead_letters(queue: &str) -> u64 {
-    let out = Command::new("rabbitmqctl")
-        .args(["list_queues", "--silent", "name", "messages"])
-        .output()
-        .expect("rabbitmqctl is installed with RabbitMQ");
-    let dead = format!("{queue}.dead\t");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(&dead)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .expect("redis-cli is installed with Redis");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// Stops the Redis on `port` without saving (what a crash leaves: nothing, as it keeps nothing
-/// on disk) and starts it again on the same port with the settings it ran with.
-fn restart_redis(port: u16) {
-    let setting = |name: &str| {
-        let got = redis_cli(port, &["CONFIG", "GET", name]).expect("Redis answers CONFIG GET");
-        got.lines().nth(1).unwrap_or("").trim().to_owned()
-    };
-    let mut args: Vec<String> = vec![
-        "--port".into(),
-        port.to_string(),
-        "--save".into(),
-        String::new(),
-        "--appendonly".into(),
-        "no".into(),
-        "--daemonize".into(),
-        "yes".into(),
-    ];
-    // bind may list several addresses: one argument each.
-    let bind = setting("bind");
-    args.push("--bind".into());
-    args.extend(bind.split_whitespace().map(str::to_owned));
-    for name in ["dir", "maxmemory", "maxmemory-policy", "pidfile", "logfile"] {
-        let value = setting(name);
-        if !value.is_empty() {
-            args.push(format!("--{name}"));
-            args.push(value);
-        }
-    }
-    // The connection drops as Redis exits, so redis-cli reports an error either way.
-    let _ = redis_cli(port, &["SHUTDOWN", "NOSAVE"]);
-    let down = Instant::now();
-    while redis_cli(port, &["PING"]).is_some() {
-        assert!(
-            down.elapsed() < Duration::from_secs(10),
-            "Redis on {port} did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = Command::new("redis-server")
-        .args(&args)
-        .stdout(Stdio::null())
-        .status()
-        .expect("redis-server is installed");
-    assert!(status.success(), "redis-server {args:?} failed");
-    let up = Instant::now();
-    while redis_cli(port, &["PING"]).as_deref() != Some("PONG") {
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "Redis on {port} did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `sql` through psql's standard input (a list of every id created is too long for one
 /// command-line argument) and returns its unaligned, tuples-only output.
 fn psql_stdin(url: &str, sql: &str) -> String {
@@ -171,15 +85,17 @@ fn psql_stdin(url: &str, sql: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Kills the process in `name`'s pid file with SIGKILL and heals the stack, which starts it
-/// again; returns once the new one runs.
-fn kill_and_heal(s: &Stack, name: &str) {
-    let pid = read_pid(&s.pid_file(name)).unwrap_or_else(|| panic!("scripts/up started {name}"));
+/// Kills `p` with SIGKILL and heals the stack, which starts it again; returns once the new one
+/// runs.
+fn kill_and_heal(s: &Stack, p: Process) {
+    let pid = s.pid_of(p).unwrap_or_else(|| panic!("{p:?} runs"));
     signal(pid, "KILL");
-    assert!(wait_exit(pid, Duration::from_secs(5)), "{name} died");
+    assert!(wait_exit(pid, Duration::from_secs(5)), "{p:?} died");
     s.heal();
-    let new_pid = read_pid(&s.pid_file(name)).unwrap_or_else(|| panic!("heal restarted {name}"));
-    assert_ne!(new_pid, pid, "heal restarted {name}");
+    let new_pid = s
+        .pid_of(p)
+        .unwrap_or_else(|| panic!("heal restarted {p:?}"));
+    assert_ne!(new_pid, pid, "heal restarted {p:?}");
 }
 
 /// The entries of one phase in a map keyed by (phase, status), by status.
@@ -206,7 +122,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
     let s = stack();
     let started = Instant::now();
     let queue = s.people_queue();
-    let dead_before = dead_letters(&queue);
+    let dead_before = s.queue_depth(&format!("{queue}.dead"));
     let stop = StopFlag::default();
     let phase = AtomicUsize::new(0);
     let seen = Mutex::new(Seen::default());
@@ -252,29 +168,29 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
         assert!(flowing(50, Duration::from_secs(30)), "POSTs are flowing");
 
         phase.store(1, Ordering::SeqCst);
-        kill_and_heal(s, "api1");
+        kill_and_heal(s, Process::Replica(0));
         assert!(
             flowing(50, RECOVERY),
             "201s flow again after api1's SIGKILL"
         );
 
         phase.store(2, Ordering::SeqCst);
-        let pid = read_pid(&s.pid_file("inserter")).expect("scripts/up started the inserter");
+        let pid = s.pid_of(Process::Inserter).expect("the inserter runs");
         signal(pid, "KILL");
         assert!(wait_exit(pid, Duration::from_secs(5)), "the inserter died");
         assert!(flowing(50, RECOVERY), "201s go on without an inserter");
         s.heal();
         assert_ne!(
-            read_pid(&s.pid_file("inserter")),
+            s.pid_of(Process::Inserter),
             Some(pid),
             "heal restarted the inserter"
         );
         assert!(flowing(50, RECOVERY), "201s flow with the new inserter");
 
         phase.store(3, Ordering::SeqCst);
-        rabbitmqctl("stop_app");
+        s.broker_stop();
         std::thread::sleep(Duration::from_millis(500));
-        rabbitmqctl("start_app");
+        s.broker_start();
         assert!(
             flowing(100, RECOVERY),
             "publishers reconnect after RabbitMQ restarts"
@@ -288,7 +204,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
             before_redis.push(seen.created.last().unwrap().1.clone());
         }
         phase.store(4, Ordering::SeqCst);
-        restart_redis(s.redis_port());
+        s.restart_redis();
         // A capped stack's Redis goes back into its cgroup (scripts/up --limits); otherwise
         // nothing to do.
         s.heal();
@@ -351,10 +267,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
         );
     }
 
-    let url = s
-        .env
-        .get("DATABASE_URL")
-        .expect("stack.env names DATABASE_URL");
+    let url = &s.database_url();
     let ids: Vec<&str> = seen.created.iter().map(|(id, _)| id.as_str()).collect();
     let sql = format!(
         "SELECT count(*) || ' ' || count(DISTINCT id) FROM pessoas WHERE id = ANY('{{{}}}'::uuid[]);",
@@ -371,7 +284,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
     // A 201 refused by PostgreSQL (its apelido handed out twice, say) would sit here rather
     // than be lost silently.
     assert_eq!(
-        dead_letters(&queue),
+        s.queue_depth(&format!("{queue}.dead")),
         dead_before,
         "nothing was dead-lettered"
     );

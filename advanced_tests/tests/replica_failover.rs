@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use advanced_tests::{get, read_pid, request, signal, stack, Resp, Value};
+use advanced_tests::{get, request, signal, stack, Process, Resp, Value};
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -19,7 +19,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// Each replica's name, from its own port (api1, api2, … locally).
 fn instances() -> Vec<String> {
     let s = stack();
-    (0..s.replica_ports.len())
+    (0..s.replica_count())
         .map(|i| {
             let r = get(&s.replica(i, "/ping"));
             assert_eq!(r.status, 200, "replica {} on its own port: {r:?}", i + 1);
@@ -197,8 +197,8 @@ fn with_any_one_replica_fallen_every_request_through_nginx_succeeds() {
 fn with_one_replica_killed_two_hundred_requests_all_succeed() {
     let _turn = one_at_a_time();
     let s = stack();
-    assert!(s.replica_ports.len() >= 2, "needs at least two replicas");
-    let pid = read_pid(&s.pid_file("api1")).expect("scripts/up wrote api1's pid");
+    assert!(s.replica_count() >= 2, "needs at least two replicas");
+    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
     signal(pid, "KILL");
     let failed: Vec<u16> = (0..200)
         .map(|_| get(&s.at("/ping")).status)
