@@ -7,8 +7,10 @@ RUN_DIR holds what `run` left: meta, up.log, and per run NAME.status ("exit seco
 NAME.log (for ping-ceiling and fib-gmp the scripts' printed lines are the figures),
 NAME.summary.json (k6 --summary-export), NAME.log, NAME.peak ("svc bytes": the kernel's peak),
 NAME.sampled ("svc cgroup_bytes pss_kb": sampled peaks), NAME.before / NAME.after ("svc
-oom_kills throttled_s"), NAME.healed. The "Tuning: before / after" section of an existing
-RESULTS_MD is kept as it is: rows are added by hand.
+oom_kills throttled_s"), NAME.healed, NAME.oom (services OOM-killed during the run). The
+containers leg leaves the same in RUN_DIR/containers (with `limits`: "svc cpus bytes" as Docker
+applied them, or `skipped`), the swarm leg swarm.json in RUN_DIR/swarm. The "Tuning: before /
+after" section of an existing RESULTS_MD is kept as it is: rows are added by hand.
 """
 import json
 import os
@@ -112,9 +114,12 @@ def run_row(run_dir, name, meta):
         return None
     code, secs = int(status[0]), status[1] if len(status) > 1 else "?"
     result = "passed" if code == 0 else ("**timed out**" if code == 124 else f"**failed** (exit {code})")
+    oom = read(os.path.join(run_dir, f"{name}.oom")).strip()
+    if oom:
+        result = f"**failed: OOM kill** ({oom})"
     healed = read(os.path.join(run_dir, f"{name}.healed")).strip()
     if healed:
-        result += f"; before it, scripts/up restarted: {healed}"
+        result += f"; before it, the stack was healed: {healed} had died"
     s = Summary(os.path.join(run_dir, f"{name}.summary.json"))
     log = read(os.path.join(run_dir, f"{name}.log"))
     if name == "people":
@@ -170,6 +175,60 @@ def run_row(run_dir, name, meta):
         return {"name": name, "result": result, "secs": secs, "ping": ping_rows(name, log)}
     return {"name": name, "what": what, "result": result, "secs": secs, "reqs": reqs, "rate": rate,
             "lat": lat, "statuses": statuses, "errors": errors, "check": check}
+
+
+def service_tables(run_dir, rows, limits=None):
+    """Peak memory and CPU throttling per service and run; with `limits` ({svc: (cpus, bytes)})
+    each memory cell ends with the limit."""
+    doc = []
+    services = []
+    for r in rows:
+        for svc in table_file(os.path.join(run_dir, f"{r['name']}.peak")):
+            if svc not in services:
+                services.append(svc)
+    if not services:
+        return doc
+    if limits:
+        doc += ["## Peak memory per container vs its limit (MiB)", "",
+                "Per run: the cgroup's peak (`memory.max_usage_in_bytes`, reset before each run; it "
+                "includes page cache, which the kernel reclaims before it OOM-kills) / the highest PSS of "
+                "the container's processes, sampled every 2 s / the limit Docker applied. ⚠ marks OOM "
+                "kills (Docker's `oom` events) during the run.", ""]
+    else:
+        doc += ["## Peak memory per service (MiB)", "",
+                "Per run: the cgroup's peak (v1 `memory.max_usage_in_bytes`, reset before each run; v2: "
+                "`memory.current` sampled every 2 s) / the highest PSS of the service's processes, sampled "
+                "every 2 s. The cgroup figure includes page cache and counts only memory charged since the "
+                "process entered the cgroup: shared services moved in at start (PostgreSQL's buffers, "
+                "RabbitMQ's heap) show little there, their PSS is the figure to read. ⚠ marks OOM kills "
+                "during the run.", ""]
+    doc += ["| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
+    for r in rows:
+        peak = table_file(os.path.join(run_dir, f"{r['name']}.peak"))
+        sampled = table_file(os.path.join(run_dir, f"{r['name']}.sampled"))
+        before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
+        after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
+        cells = []
+        for svc in services:
+            kernel = num((peak.get(svc) or [0])[0]) or num((sampled.get(svc) or [0])[0])
+            pss = num((sampled.get(svc) or [0, 0])[1]) * 1024
+            ooms = num((after.get(svc) or [0])[0]) - num((before.get(svc) or [0])[0])
+            cell = f"{kernel / 1048576:.1f} / {pss / 1048576:.1f}"
+            if limits and svc in limits:
+                cell += f" / {limits[svc][1] / 1048576:.0f}"
+            cells.append(cell + (f" ⚠ {int(ooms)} OOM" if ooms > 0 else ""))
+        doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    doc.append("")
+    quota = f" (quota: {', '.join(f'{s} {limits[s][0]:.2f}' for s in services if s in limits)})" if limits else ""
+    doc += [f"CPU time each service spent throttled by its quota during each run (s){quota}:", "",
+            "| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
+    for r in rows:
+        before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
+        after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
+        cells = [f"{num((after.get(s) or [0, 0])[1]) - num((before.get(s) or [0, 0])[1]):.1f}" for s in services]
+        doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    doc.append("")
+    return doc
 
 
 def ping_rows(name, log):
@@ -254,6 +313,44 @@ def main():
                f"load average {meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end. "
                f"Logs: `{run_dir}`.")
     doc.append("")
+    legs = meta.get("legs", "emulated").split()
+    if "emulated" in legs:
+        doc += emulated_sections(run_dir, meta)
+    containers = os.path.join(run_dir, "containers")
+    if "containers" in legs:
+        doc += containers_sections(containers, meta)
+    if "emulated" in legs and "containers" in legs:
+        doc += side_by_side(run_dir, containers, meta)
+    if "swarm" in legs:
+        doc += swarm_section(os.path.join(run_dir, "swarm"))
+
+    old = read(out)
+    tuning = TUNING_DEFAULT
+    if TUNING_HEADER in old:
+        tail = old[old.index(TUNING_HEADER):]
+        nxt = tail.find("\n## ", 1)
+        tuning = tail if nxt < 0 else tail[:nxt + 1]
+    doc.append(tuning.rstrip("\n"))
+    with open(out, "w") as f:
+        f.write("\n".join(doc) + "\n")
+
+
+def runs_table(rows):
+    load = [r for r in rows if "ping" not in r]
+    if not load:
+        return []
+    doc = ["Latency is p50 / p95 / p99 of every HTTP request (people, accounts) or of the run's own "
+           "measure (fib reply, post→receipt). Rate is requests/s over the whole run (fib replies/s, deliveries/s).", "",
+           "| run | result | requests | rate /s | p50 / p95 / p99 | statuses | errors | check |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in load:
+        doc.append(f"| {r['what']} | {r['result']} ({r['secs']} s) | {r['reqs']} | {r['rate']} | {r['lat']} | "
+                   f"{r['statuses']} | {r['errors']} | {r['check']} |")
+    return doc + [""]
+
+
+def emulated_sections(run_dir, meta):
+    doc = []
     up_status = read(os.path.join(run_dir, "up.status")).strip()
     caps = caps_table(read(os.path.join(run_dir, "up.log")))
     doc += ["## Caps as applied", "",
@@ -264,53 +361,10 @@ def main():
         doc += [f"**scripts/up --limits --fresh failed (exit {up_status}); nothing was measured.**", ""]
 
     rows = [r for r in (run_row(run_dir, n, meta) for n in RUNS) if r]  # UNCAPPED: ratio_section
-    load = [r for r in rows if "ping" not in r]
-    if load:
-        doc += ["## Runs", "",
-                "Latency is p50 / p95 / p99 of every HTTP request (people, accounts) or of the run's own "
-                "measure (fib reply, post→receipt). Rate is requests/s over the whole run (fib replies/s, deliveries/s).", "",
-                "| run | result | requests | rate /s | p50 / p95 / p99 | statuses | errors | check |",
-                "|---|---|---|---|---|---|---|---|"]
-        for r in load:
-            doc.append(f"| {r['what']} | {r['result']} ({r['secs']} s) | {r['reqs']} | {r['rate']} | {r['lat']} | "
-                       f"{r['statuses']} | {r['errors']} | {r['check']} |")
-        doc.append("")
+    if any("ping" not in r for r in rows):
+        doc += ["## Runs", ""] + runs_table(rows)
 
-    services = []
-    for r in rows:
-        for svc in table_file(os.path.join(run_dir, f"{r['name']}.peak")):
-            if svc not in services:
-                services.append(svc)
-    if services:
-        doc += ["## Peak memory per service (MiB)", "",
-                "Per run: the cgroup's peak (v1 `memory.max_usage_in_bytes`, reset before each run; v2: "
-                "`memory.current` sampled every 2 s) / the highest PSS of the service's processes, sampled "
-                "every 2 s. The cgroup figure includes page cache and counts only memory charged since the "
-                "process entered the cgroup: shared services moved in at start (PostgreSQL's buffers, "
-                "RabbitMQ's heap) show little there, their PSS is the figure to read. ⚠ marks OOM kills "
-                "during the run.", "",
-                "| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
-        for r in rows:
-            peak = table_file(os.path.join(run_dir, f"{r['name']}.peak"))
-            sampled = table_file(os.path.join(run_dir, f"{r['name']}.sampled"))
-            before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
-            after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
-            cells = []
-            for svc in services:
-                kernel = num((peak.get(svc) or [0])[0]) or num((sampled.get(svc) or [0])[0])
-                pss = num((sampled.get(svc) or [0, 0])[1]) * 1024
-                ooms = num((after.get(svc) or [0])[0]) - num((before.get(svc) or [0])[0])
-                cells.append(f"{kernel / 1048576:.1f} / {pss / 1048576:.1f}" + (f" ⚠ {int(ooms)} OOM" if ooms > 0 else ""))
-            doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-        doc.append("")
-        doc += ["CPU time each service spent throttled by its quota during each run (s):", "",
-                "| run | " + " | ".join(services) + " |", "|---" * (len(services) + 1) + "|"]
-        for r in rows:
-            before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
-            after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
-            cells = [f"{num((after.get(s) or [0, 0])[1]) - num((before.get(s) or [0, 0])[1]):.1f}" for s in services]
-            doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-        doc.append("")
+    doc += service_tables(run_dir, rows)
 
     ping = [r for r in rows if "ping" in r]
     if ping:
@@ -326,16 +380,102 @@ def main():
         doc.append("")
 
     doc += ratio_section(run_dir, meta)
+    return doc
 
-    old = read(out)
-    tuning = TUNING_DEFAULT
-    if TUNING_HEADER in old:
-        tail = old[old.index(TUNING_HEADER):]
-        nxt = tail.find("\n## ", 1)
-        tuning = tail if nxt < 0 else tail[:nxt + 1]
-    doc.append(tuning.rstrip("\n"))
-    with open(out, "w") as f:
-        f.write("\n".join(doc) + "\n")
+
+def containers_sections(run_dir, meta):
+    doc = ["## In containers: docker-compose.yml under Docker", ""]
+    skipped = read(os.path.join(run_dir, "skipped")).strip()
+    if skipped:
+        return doc + [f"Skipped: {skipped}.", ""]
+    up_status = read(os.path.join(run_dir, "up.status")).strip()
+    limits = {k: (num(v[0]), num(v[1])) for k, v in table_file(os.path.join(run_dir, "limits")).items() if len(v) >= 2}
+    doc += ["`scripts/docker-up --fresh`: the compose file itself, each container under the CPU quota and "
+            "memory limit Docker gave it (read back from the containers: "
+            + ", ".join(f"{svc} {c:.2f} CPU / {m / 1048576:.0f} MiB" for svc, (c, m) in limits.items()) + ").", ""]
+    if up_status != "0":
+        return doc + [f"**scripts/docker-up --fresh failed (exit {up_status or '?'}); nothing was measured.**", ""]
+    rows = [r for r in (run_row(run_dir, n, meta) for n in RUNS) if r]
+    doc += runs_table(rows)
+    return doc + service_tables(run_dir, rows, limits)
+
+
+def side_by_side(emulated, containers, meta):
+    """The figures each run is about, emulated caps next to Docker's, from this one session."""
+    pick = {
+        "people": lambda s: (s.latency("http_req_duration"),
+                             f"created {fmt_int(s.count('people_created'))} = counted {fmt_int(s.count('people_counted'))}, {s.errors()}"),
+        "accounts": lambda s: (s.latency("http_req_duration"),
+                               f"consistency failures {fmt_int(s.count('consistency_failures'))}, {s.errors()}"),
+        "websocket": lambda s: (s.latency("fib_latency") + " (fib)",
+                                f"closed early {fmt_int(s.count('sockets_closed_early'))}"),
+        "chat": lambda s: (s.latency("delivery_latency") + " (post→receipt)",
+                           f"delivered {fmt_int(s.count('delivered'))}, duplicates {fmt_int(s.count('duplicate_deliveries'))}, "
+                           f"closed early {fmt_int(s.count('sockets_closed_early'))}"),
+    }
+    rows = []
+    for name, f in pick.items():
+        cells = []
+        for d in (emulated, containers):
+            s = Summary(os.path.join(d, f"{name}.summary.json"))
+            status = read(os.path.join(d, f"{name}.status")).split()
+            if not s:
+                cells.append(("–", "–"))
+                continue
+            lat, check = f(s)
+            if status and status[0] != "0":
+                check += f" — **failed** (exit {status[0]})"
+            cells.append((lat, check))
+        if any(c != ("–", "–") for c in cells):
+            rows.append(f"| {name} | {cells[0][0]} | {cells[1][0]} | {cells[0][1]} | {cells[1][1]} |")
+    if not rows:
+        return []
+    return ["## Emulated caps vs containers, same session", "",
+            "The same runs against the cgroup-emulated stack (`scripts/up --limits`: the shared PostgreSQL, "
+            "Redis and RabbitMQ of this machine, CPU-capped, memory measured only) and against the compose "
+            "stack (every service in its container under its limits), one after the other.", "",
+            "| run | p50 / p95 / p99, emulated | p50 / p95 / p99, containers | check, emulated | check, containers |",
+            "|---|---|---|---|---|"] + rows + [""]
+
+
+def swarm_section(run_dir):
+    doc = ["## Swarm: a rolling update and a killed task under load", ""]
+    skipped = read(os.path.join(run_dir, "skipped")).strip()
+    if skipped:
+        return doc + [f"Skipped: {skipped}.", ""]
+    try:
+        r = json.loads(read(os.path.join(run_dir, "swarm.json"), "{}"))
+    except json.JSONDecodeError:
+        r = {}
+    status = read(os.path.join(run_dir, "swarm.status")).split()
+    if not r:
+        return doc + [f"**stress-tests/swarm.py failed before it measured anything** (exit {status[0] if status else '?'}; "
+                      f"see `{run_dir}/swarm.log`).", ""]
+    p, a, audit = r.get("people", {}), r.get("accounts", {}), r.get("audit", {})
+    doc += [f"`stress-tests/swarm.py{' --quick' if r.get('quick') else ''}`: docker-compose.yml with "
+            "docker-compose.swarm.yml as a Swarm stack on this node, people.js and accounts.js "
+            f"{'(about a minute each)' if r.get('quick') else '(full profiles)'} with an auditor crediting 1 "
+            f"with a unique description per request. Stack up in {r.get('converge_s', '?')} s; the api service "
+            f"rolled to `{r.get('rolled_to', '?')}` (start-first, one task at a time) in {r.get('roll_s', '?')} s; "
+            f"then one api task's container killed (SIGKILL), replaced by Swarm in {r.get('replaced_s', '?')} s.", "",
+            "5xx and transport errors through nginx, by phase (what nginx could not retry):", "",
+            "| phase | people.js | accounts.js |", "|---|---|---|"]
+    errors = r.get("errors", {})
+    for phase in (errors.get("people") or {}):
+        fmt = lambda d: ", ".join(f"{'transport' if k in ('0', 0) else k}: {v}" for k, v in d.items()) or "0"
+        doc.append(f"| {phase} | {fmt(errors['people'].get(phase, {}))} | {fmt(errors.get('accounts', {}).get(phase, {}))} |")
+    doc += ["", "| check | figure |", "|---|---|",
+            f"| people: created (201) / counted | {fmt_int(p.get('created', 0))} / {fmt_int(p.get('counted', 0))}: "
+            f"lost {p.get('lost', '?')}, counted without a 201 {p.get('phantom', '?')} |",
+            f"| accounts.js consistency failures | {a.get('consistency_failures', '?')} ({fmt_int(a.get('requests', 0))} requests) |",
+            f"| audited credits answered 200 / in PostgreSQL once | {fmt_int(audit.get('answered_200', 0))}: lost {audit.get('lost', '?')}, "
+            f"applied twice {audit.get('duplicated', '?')}; not answered 200 {audit.get('not_200', '?')}, of which applied "
+            f"{audit.get('not_200_applied', '?')} |",
+            f"| OOM kills | {len(r.get('oom_kills', []))} |"]
+    failed = [k for k, ok in r.get("checks", {}).items() if not ok]
+    doc += ["", f"Result: {'**failed**: ' + ', '.join(failed) if failed else 'passed'} "
+            f"(`{run_dir}`).", ""]
+    return doc
 
 
 if __name__ == "__main__":
