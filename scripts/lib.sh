@@ -38,6 +38,20 @@ apt_install() {
         || { tail -20 "$STATE/logs/apt.log"; return 1; }
 }
 
+# The Swagger UI test drives a headless browser: Debian's chromium, installed when missing (as
+# root with apt-get), else a warning. Fails only when the install does.
+ensure_chromium() {
+    command -v chromium >/dev/null || command -v chromium-browser >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing chromium (Swagger UI test)"
+        [ -f "$STATE/apt-updated" ] || { apt-get update -qq && touch "$STATE/apt-updated"; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >"$STATE/logs/apt-chromium.log" 2>&1 \
+            || { tail -20 "$STATE/logs/apt-chromium.log"; return 1; }
+    else
+        log "chromium is missing: the Swagger UI test will fail (Debian: apt-get install chromium)"
+    fi
+}
+
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
