@@ -153,8 +153,9 @@ pub struct Config {
     /// WebSockets (Fibonacci and chat rooms together) one replica holds open; an upgrade
     /// beyond it is answered 503 before any socket exists, so a flood of connections meets a
     /// clear refusal instead of the replica's memory limit. 5 000: a room socket costs ~5 KiB
-    /// and a Fibonacci socket ~30 KiB when busy, so 5 000 stay well inside a 60 MB replica
-    /// with room for the rest of its work.
+    /// idle and a Fibonacci socket ~30 KiB when busy; under chat.sh's load a replica grew
+    /// ~15 MiB per 1 000 room sockets, so compose's 50 MB replica fills before this bound does
+    /// when every socket is busy: set it lower there, or give the replica more memory.
     #[arg(
         long,
         env = "WS_MAX_CONNECTIONS",

@@ -5,7 +5,7 @@
 //! A hash takes tens of milliseconds of CPU and a few MiB of memory by design, so it never runs
 //! on an event loop: it goes to tokio's blocking pool, and at most [`CONCURRENT_HASHES`] run at
 //! once per process (the rest wait their turn), which bounds both the CPU a burst of logins can
-//! take from the request path and the memory it can take from a 60 MB replica.
+//! take from the request path and the memory it can take from a 50 MB replica.
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
@@ -20,7 +20,7 @@ const MEMORY_KIB: u32 = 7 * 1024;
 const PASSES: u32 = 5;
 
 /// Hashes running at once per process: one per core of the contest machine. Two at 7 MiB each
-/// is 14 MiB at worst, inside a replica's 60 MB.
+/// is 14 MiB at worst, inside a replica's 50 MB.
 pub const CONCURRENT_HASHES: usize = 2;
 
 /// Longest a request waits for a hashing permit before it is answered 503: a login flood is
