@@ -9,6 +9,19 @@
 
 DOCKER_PROJECT=${ARENA_COMPOSE_PROJECT:-arena}
 
+# The cgroup roots, for reading: limits.sh's limits_detect leaves out a hierarchy it cannot
+# write to (it makes cgroups there), but reading a container's needs only read access, which a
+# member of the docker group has.
+cg_read_roots() {
+    limits_detect || true
+    if [ "$CG_VERSION" = 2 ]; then
+        CG_CPU=${CG_CPU:-/sys/fs/cgroup} CG_MEM=${CG_MEM:-/sys/fs/cgroup}
+    elif [ "$CG_VERSION" = 1 ]; then
+        [ -n "$CG_CPU" ] || CG_CPU=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)
+        [ -n "$CG_MEM" ] || CG_MEM=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)
+    fi
+}
+
 # The id of service $1's container (apiN: compose's container number N), running or not.
 container_of() {
     local svc=$1 n=1

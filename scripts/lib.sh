@@ -1,5 +1,6 @@
-# Shared by scripts/up, scripts/down and scripts/test: where the local stack keeps its state and
-# the helpers that start, find and stop its parts. Sourced, not run.
+# Shared by the scripts (scripts/*, stress-tests/*): where a stack keeps its state (the local
+# one's, and scripts/docker-up's in $STATE/docker) and the helpers that start, find and stop its
+# parts. Sourced, not run.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${ARENA_STATE_DIR:-$ROOT/.state}
 REPLICAS=${REPLICAS:-2}

@@ -26,8 +26,12 @@ done < <(stack_replicas)
 [ ${#names[@]} -gt 0 ] || { log "no replica running (scripts/up or scripts/docker-up first)"; exit 1; }
 REPLICA_URLS=$(IFS=,; echo "${urls[*]}")
 
+# k6's output is kept to be read once it ends: chat.js's thresholds cannot see lost deliveries
+# (expected = posts × SOCKETS / ROOMS is known only in its summary), so this script checks them.
+k6out=$(mktemp)
+trap 'rm -f "$k6out"' EXIT
 SOCKETS=$SOCKETS DURATION=$DURATION BASE_URL=$BASE_URL REPLICA_URLS=$REPLICA_URLS \
-    k6 run --quiet "${K6_SCRIPT:-$(dirname "$0")/chat.js}" &
+    k6 run --quiet "${K6_SCRIPT:-$(dirname "$0")/chat.js}" >"$k6out" 2>&1 &
 k6pid=$!
 while proc_alive "$k6pid"; do
     sleep 2
@@ -38,6 +42,13 @@ while proc_alive "$k6pid"; do
     done
 done
 wait "$k6pid" && status=0 || status=$?
+cat "$k6out"
+lost=$(sed -n 's/.* expected, lost \([0-9.]*\),.*/\1/p' "$k6out" | tail -1)
+if [ -z "$lost" ]; then
+    log "chat: k6 printed no delivery count"; [ "$status" != 0 ] || status=1
+elif awk -v n="$lost" 'BEGIN { exit !(n > 0) }'; then
+    log "chat: $lost deliveries lost"; [ "$status" != 0 ] || status=1
+fi
 
 echo "replica memory (VmRSS) with the room sockets open"
 for name in "${names[@]}"; do

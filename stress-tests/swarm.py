@@ -169,7 +169,7 @@ class Auditor:
         n = 0
         while not self.stop.is_set():
             n += 1
-            desc = f"w{t}{n:07d}"  # ≤ 10 characters, the contract's limit
+            desc = f"w{t}{n:07d}"  # w and 8 digits: ≤ 10 characters, the contract's limit
             account = 1 + n % 5
             status, body = http("POST", f"/clientes/{account}/transacoes", {"valor": 1, "tipo": "c", "descricao": desc})
             with self.lock:
@@ -245,6 +245,7 @@ def main():
                                   "--filter", f"label=com.docker.stack.namespace={STACK}",
                                   "--format", "{{.Time}} {{.Actor.Attributes.name}}"], stdout=oom_log)
     result = {"stack": STACK, "quick": args.quick}
+    load = []  # the k6 processes, stopped in `finally` if something fails before they end
     try:
         log(f"docker stack deploy {STACK}")
         sh("docker", "stack", "deploy", "-c", stack_file(args.out), "-c", os.path.join(ROOT, "docker-compose.swarm.yml"),
@@ -265,6 +266,7 @@ def main():
         t0 = time.time()
         people = k6("people.js", people_env, args.out, "people")
         accounts = k6("accounts.js", accounts_env, args.out, "accounts")
+        load += [people, accounts]
         auditor = Auditor()
         time.sleep(AUDIT_FROM)
         auditor.start()
@@ -283,6 +285,7 @@ def main():
         log(f"rolled in {result['roll_s']} s to {result['rolled_to']}")
 
         time.sleep(5)
+        wait("the api tasks running", lambda: len(api_containers()) >= 2, 60)
         running = set(api_containers())
         victim = sorted(running)[0]
         log(f"docker kill {victim} (an api task)")
@@ -306,7 +309,8 @@ def main():
         result["accounts"] = {"exit": accounts_rc, "consistency_failures": count(a, "consistency_failures"),
                               "requests": count(a, "http_reqs")}
         # The auditor: every 200 in PostgreSQL exactly once.
-        rows = db_exec("SELECT descricao, count(*) FROM transactions WHERE descricao LIKE 'w%' GROUP BY 1")
+        # The auditor's descriptions only: accounts.js's are 10 random letters and digits.
+        rows = db_exec("SELECT descricao, count(*) FROM transactions WHERE descricao ~ '^w[0-9]{8}$' GROUP BY 1")
         applied = dict(l.split("|") for l in rows.splitlines() if l)
         ok = [d for d, (_, s) in auditor.answers.items() if s == 200]
         not_ok = [d for d, (_, s) in auditor.answers.items() if s != 200]
@@ -327,6 +331,9 @@ def main():
             "accounts": errors_by_phase(os.path.join(args.out, "accounts.csv.gz"), phases),
         }
     finally:
+        for proc in load:
+            if proc.poll() is None:
+                proc.terminate()
         oom_watch.terminate()
         for svc in ("nginx", "api"):
             with open(os.path.join(args.out, f"{svc}.log"), "w") as f:

@@ -18,7 +18,7 @@ pids=()
 while read -r name pid url; do
     pids+=("$name:$pid"); idle[$name]=$(rss_kb "$pid"); peak[$name]=0
     # The name it gives itself in /connected-users (a container's hostname under compose).
-    instance[$name]=$(curl -fsS "$url/ping" | python3 -c 'import json, sys; print(json.load(sys.stdin)["instance"])')
+    instance[$name]=$(curl -fsS "$url/ping" | python3 -c 'import json, sys; print(json.load(sys.stdin)["instance"])' || echo "?")
 done < <(stack_replicas)
 [ ${#pids[@]} -gt 0 ] || { log "no replica running (scripts/up or scripts/docker-up first)"; exit 1; }
 

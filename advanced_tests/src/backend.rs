@@ -1,8 +1,8 @@
 //! How the stack runs, and so how a test finds and fails its parts: local processes started by
 //! `scripts/up` (pid files and logs in the state dir, RabbitMQ and Redis on this machine), or
 //! the containers of one docker-compose project started by `scripts/docker-up` (found by
-//! compose's labels, reached on their own addresses on compose's network, failed with
-//! `docker kill`/`docker stop`).
+//! compose's labels, reached on their own addresses on compose's network, signalled with
+//! `docker kill`, the broker stopped with `docker stop`).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{running, LogMark, Process};
 
-/// How long a service started again may take to accept connections. RabbitMQ boots in ~20 s
-/// on compose's 0.1 CPU.
+/// How long a service started again may take to accept connections: RabbitMQ boots in 10-20 s
+/// on compose's 0.3 CPU, more while the load goes on.
 const START_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
@@ -48,8 +48,11 @@ impl Backend {
                 .into_iter()
                 .map(|port| format!("http://127.0.0.1:{port}"))
                 .collect(),
+            // Running ones only: a container left stopped by a test that failed has no
+            // address, and the next `heal` starts it again.
             Backend::Compose { project } => containers(project, "api")
                 .iter()
+                .filter(|id| docker(&["inspect", "-f", "{{.State.Running}}", id]).trim() == "true")
                 .map(|id| format!("http://{}:9999", address(id)))
                 .collect(),
         }
@@ -84,6 +87,15 @@ impl Backend {
             }
         };
         (pid > 0 && running(pid)).then_some(pid)
+    }
+
+    pub(crate) fn kill(&self, p: Process, pid: i32, signal: &str) {
+        match self {
+            Backend::Local => crate::signal(pid, signal),
+            Backend::Compose { project } => {
+                docker(&["kill", "--signal", signal, &container_of(project, p)]);
+            }
+        }
     }
 
     pub(crate) fn log_mark(&self, state_dir: &Path, p: Process) -> LogMark {

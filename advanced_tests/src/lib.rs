@@ -5,8 +5,10 @@
 //! docker-compose one (`scripts/docker-up` writes `<state>/docker/stack.env` with
 //! `ARENA_BACKEND=compose`; point `ARENA_STATE_DIR` at that folder). `ARENA_URL` and friends in
 //! the environment override the file. A test reaches a replica directly with
-//! [`Stack::replica`], and fails one with [`Stack::pid_of`] and [`signal`], the same way on
-//! both: a container's main process is a process of this machine too.
+//! [`Stack::replica`] and fails one with [`Stack::kill`] (`kill` locally, `docker kill` for a
+//! container, which works for a member of the docker group too); it waits for the exit on the
+//! process id either way ([`wait_exit`]): a container's main process is a process of this
+//! machine as well.
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,6 +134,16 @@ impl Stack {
     /// The process id of `p` on this machine, while it runs.
     pub fn pid_of(&self, p: Process) -> Option<i32> {
         self.backend.pid_of(&self.state_dir, p)
+    }
+
+    /// Sends `signal` ("KILL", "TERM") to `p`; returns the process id it had, to wait for its
+    /// exit with [`wait_exit`]. Panics when `p` does not run.
+    pub fn kill(&self, p: Process, signal: &str) -> i32 {
+        let pid = self
+            .pid_of(p)
+            .unwrap_or_else(|| panic!("{p:?} does not run"));
+        self.backend.kill(p, pid, signal);
+        pid
     }
 
     /// A mark in `p`'s log, to read what it writes from now on with [`Stack::log_since`].

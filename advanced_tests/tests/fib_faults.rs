@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::ws::{connect, listed_on, next_of};
-use advanced_tests::{get, signal, stack, Process};
+use advanced_tests::{get, stack, Process};
 
 /// SPEC §6: a dead replica's rows disappear within 30 s; a little slack for the polling.
 const VANISH_WITHIN: Duration = Duration::from_secs(31);
@@ -25,8 +25,7 @@ fn the_users_of_a_killed_replica_vanish_within_thirty_seconds() {
     }
     assert_eq!(listed_on(1, &username), 2, "api2 sees api1's two sockets");
 
-    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
-    signal(pid, "KILL");
+    s.kill(Process::Replica(0), "KILL");
     let killed = Instant::now();
     let mut vanished = None;
     while killed.elapsed() < VANISH_WITHIN {

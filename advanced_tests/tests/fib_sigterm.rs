@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use advanced_tests::ws::{connect, listed_on, next_of, CloseCode, Message};
-use advanced_tests::{signal, stack, wait_exit, Process};
+use advanced_tests::{stack, wait_exit, Process};
 
 #[test]
 fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
@@ -16,8 +16,7 @@ fn sigterm_closes_sockets_with_going_away_and_deletes_the_replicas_users() {
     next_of(&mut socket, "time");
     assert_eq!(listed_on(1, &username), 1, "api2 sees api1's socket");
 
-    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
-    signal(pid, "TERM");
+    let pid = s.kill(Process::Replica(0), "TERM");
     let close = loop {
         match socket.read() {
             Ok(Message::Close(frame)) => break frame,

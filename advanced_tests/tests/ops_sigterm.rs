@@ -5,9 +5,7 @@
 //! 200 (none lost, none applied twice).
 use std::time::{Duration, Instant};
 
-use advanced_tests::{
-    get, post, psql, running, signal, stack, unique, wait_exit, Process, StopFlag,
-};
+use advanced_tests::{get, post, psql, running, stack, unique, wait_exit, Process, StopFlag};
 
 /// What one client saw: requests sent, unexpected answers, people created (ids), credits of 1
 /// accepted per account 1–5.
@@ -90,7 +88,7 @@ fn sigterm_during_a_stream_of_requests_loses_none_and_the_replica_exits_cleanly(
             })
             .collect();
         std::thread::sleep(Duration::from_millis(500));
-        signal(pid, "TERM");
+        s.kill(Process::Replica(0), "TERM");
         let t = Instant::now();
         wait_exit(pid, Duration::from_secs(20));
         let exited_in = t.elapsed();

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use advanced_tests::{post, signal, stack, unique, wait_exit, Process, Stack, StopFlag};
+use advanced_tests::{post, stack, unique, wait_exit, Process, Stack, StopFlag};
 
 /// Threads streaming POSTs: the most requests a fault can catch in flight.
 const WORKERS: usize = 4;
@@ -88,8 +88,7 @@ fn psql_stdin(url: &str, sql: &str) -> String {
 /// Kills `p` with SIGKILL and heals the stack, which starts it again; returns once the new one
 /// runs.
 fn kill_and_heal(s: &Stack, p: Process) {
-    let pid = s.pid_of(p).unwrap_or_else(|| panic!("{p:?} runs"));
-    signal(pid, "KILL");
+    let pid = s.kill(p, "KILL");
     assert!(wait_exit(pid, Duration::from_secs(5)), "{p:?} died");
     s.heal();
     let new_pid = s
@@ -175,8 +174,7 @@ fn every_201_survives_a_replica_kill_an_inserter_kill_and_rabbitmq_and_redis_res
         );
 
         phase.store(2, Ordering::SeqCst);
-        let pid = s.pid_of(Process::Inserter).expect("the inserter runs");
-        signal(pid, "KILL");
+        let pid = s.kill(Process::Inserter, "KILL");
         assert!(wait_exit(pid, Duration::from_secs(5)), "the inserter died");
         assert!(flowing(50, RECOVERY), "201s go on without an inserter");
         s.heal();

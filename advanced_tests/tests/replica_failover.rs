@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use advanced_tests::{get, request, signal, stack, Process, Resp, Value};
+use advanced_tests::{get, request, stack, Process, Resp, Value};
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -198,8 +198,7 @@ fn with_one_replica_killed_two_hundred_requests_all_succeed() {
     let _turn = one_at_a_time();
     let s = stack();
     assert!(s.replica_count() >= 2, "needs at least two replicas");
-    let pid = s.pid_of(Process::Replica(0)).expect("api1 runs");
-    signal(pid, "KILL");
+    s.kill(Process::Replica(0), "KILL");
     let failed: Vec<u16> = (0..200)
         .map(|_| get(&s.at("/ping")).status)
         .filter(|&st| st != 200)
