@@ -225,7 +225,11 @@ def service_tables(run_dir, rows, limits=None):
     for r in rows:
         before = table_file(os.path.join(run_dir, f"{r['name']}.before"))
         after = table_file(os.path.join(run_dir, f"{r['name']}.after"))
-        cells = [f"{num((after.get(s) or [0, 0])[1]) - num((before.get(s) or [0, 0])[1]):.1f}" for s in services]
+        # A service started again during the run (the fault drill's) has a new cgroup, whose
+        # counter began at 0: only what it did since then is known.
+        delta = lambda s: num((after.get(s) or [0, 0])[1]) - num((before.get(s) or [0, 0])[1])
+        cells = [f"{delta(s):.1f}" if delta(s) >= 0 else f"≥ {num((after.get(s) or [0, 0])[1]):.1f} (restarted)"
+                 for s in services]
         doc.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     doc.append("")
     return doc
