@@ -3,7 +3,8 @@
 # service's memory is sampled; after it, its OOM kills and CPU throttling, status and time are
 # written beside its log. Sourced by stress-tests/run after scripts/lib.sh and limits.sh (or
 # docker-cgroups.sh, whose readers take the same service names); it needs:
-#   OUT        the leg's folder, where NAME.log, NAME.status, NAME.peak, … go
+#   OUT        the leg's folder, where NAME.log, NAME.status, NAME.peak, … go (and the charts'
+#              series: NAME.k6.csv.gz from k6, NAME.memory.tsv from the memory sampler)
 #   SERVICES   the services to measure (api1 … rabbitmq)
 #   HEAL       the command that restarts what died (scripts/up --limits, scripts/docker-up …)
 #   ONLY       the runs asked for
@@ -21,16 +22,21 @@ heal_if_needed() {
 }
 
 # Each service's memory every 2 s while a run goes: the cgroup's usage and the PSS of its
-# processes (what they hold, shared pages split among them). Writes "svc cgroup_bytes pss_kb".
+# processes (what they hold, shared pages split among them). Writes the peaks to $1 ("svc
+# cgroup_bytes pss_kb") and appends every sample to $2 ("epoch svc cgroup_bytes pss_kb", the
+# memory chart's series): one write per round, from the values the peaks are read from anyway.
 sample_memory() {
     declare -A cg pss
-    local svc c k pids
+    local svc c k pids series
     while :; do
+        series=""
         for svc in $SERVICES; do
             c=$(cg_mem_current "$svc"); [ "${c:-0}" -gt "${cg[$svc]:-0}" ] && cg[$svc]=$c
             mapfile -t pids < <(cg_procs "$svc")
             k=$(pss_kb "${pids[@]}"); [ "${k:-0}" -gt "${pss[$svc]:-0}" ] && pss[$svc]=$k
+            series+="$EPOCHSECONDS $svc ${c:-0} ${k:-0}"$'\n'
         done
+        printf '%s' "$series" >>"$2"
         for svc in $SERVICES; do echo "$svc ${cg[$svc]:-0} ${pss[$svc]:-0}"; done >"$1.tmp" && mv "$1.tmp" "$1"
         sleep 2
     done
@@ -69,10 +75,13 @@ run() {
     log "== $name: $*"
     for svc in $SERVICES; do cg_mem_peak_reset "$svc" || true; done
     counters >"$OUT/$name.before"
-    sample_memory "$OUT/$name.sampled" &
+    sample_memory "$OUT/$name.sampled" "$OUT/$name.memory.tsv" &
     local sampler=$!
     start=$(date +%s)
+    # k6 reads K6_OUT as if given --out: every sample, one CSV line each, gzipped because the
+    # name ends in .gz (the charts' series; CHARTS=0 leaves it out).
     local export=(K6_SUMMARY_EXPORT="$OUT/$name.summary.json")
+    [ "${CHARTS:-1}" = 0 ] || export+=(K6_OUT="csv=$OUT/$name.k6.csv.gz")
     [[ $name == ping-* ]] && export=()   # two k6 runs each: their figures come from the log
     env "${export[@]}" timeout -k 30 "$limit" "$@" >"$OUT/$name.log" 2>&1
     status=$?
