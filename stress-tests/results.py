@@ -10,12 +10,16 @@ NAME.sampled ("svc cgroup_bytes pss_kb": sampled peaks), NAME.before / NAME.afte
 oom_kills throttled_s"), NAME.healed, NAME.oom (services OOM-killed during the run). The
 containers leg leaves the same in RUN_DIR/containers (with `limits`: "svc cpus bytes" as Docker
 applied them, or `skipped`), the swarm leg swarm.json in RUN_DIR/swarm. The "Tuning: before /
-after" section of an existing RESULTS_MD is kept as it is: rows are added by hand.
+after" section of an existing RESULTS_MD is kept as it is: rows are added by hand. The charts
+(charts.py, from NAME.k6.csv.gz and NAME.memory.tsv) go to a `charts` folder beside RESULTS_MD,
+shown in its "Charts" section; without matplotlib or series the section says why.
 """
 import json
 import os
 import re
 import sys
+
+import charts
 
 RUNS = ["people", "faults", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
 # Run with the caps lifted (issue 10 defines both ratios on the uncapped machine): their own
@@ -327,6 +331,7 @@ def main():
         doc += side_by_side(run_dir, containers, meta)
     if "swarm" in legs:
         doc += swarm_section(os.path.join(run_dir, "swarm"))
+    doc += charts_section(run_dir, out, meta)
 
     old = read(out)
     tuning = TUNING_DEFAULT
@@ -440,6 +445,26 @@ def side_by_side(emulated, containers, meta):
             "stack (every service in its container under its limits), one after the other.", "",
             "| run | p50 / p95 / p99, emulated | p50 / p95 / p99, containers | check, emulated | check, containers |",
             "|---|---|---|---|---|"] + rows + [""]
+
+
+def charts_section(run_dir, out, meta):
+    """The run's charts, drawn into `charts/` beside RESULTS_MD and shown inline."""
+    if meta.get("charts") == "0":
+        return []
+    drawn, note = charts.render(run_dir, os.path.join(os.path.dirname(os.path.abspath(out)), "charts"), meta)
+    if not drawn and not note:
+        return []
+    doc = ["## Charts", ""]
+    if note:
+        return doc + [note[0].upper() + note[1:] + ".", ""]
+    doc += ["Per run, over its time (`stress-tests/charts.py`): latency p50 / p95 / p99 per second (log scale; "
+            "people and accounts: every HTTP request, chat: post→receipt, websocket: fib reply), the rate "
+            "(requests per HTTP status with the iterations k6 dropped; deliveries and posts; fib replies) and each "
+            "service's memory every 2 s (cgroup usage solid, PSS dashed).", ""]
+    for leg, run, name, why in drawn:
+        doc.append(f"### {run}, {leg}")
+        doc += ["", f"![{run}, {leg}](charts/{name})" if name else f"No chart: {why}.", ""]
+    return doc
 
 
 def swarm_section(run_dir):
