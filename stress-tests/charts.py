@@ -11,12 +11,14 @@ Owns reading the two time series `run` leaves beside each run's log into buckets
                      "metric_name,timestamp,metric_value,…,status,…", timestamp in whole seconds
   NAME.memory.tsv    lib.sh's memory sampler, every 2 s: "epoch svc cgroup_bytes pss_kb"
 One PNG per run and leg, CHARTS_DIR/<run>-<leg>.png (stable names: a new run overwrites; a file
-of that pattern the run did not draw is removed, so the folder matches RESULTS.md), three panels
-on one time axis (seconds since the run's k6 started):
+of that pattern the run did not draw is removed, so the folder matches RESULTS.md), on one time
+axis (seconds since the run started: the memory sampler starts just before k6):
   people, accounts  latency p50/p95/p99 of every HTTP request (log scale); requests/s per HTTP
-                    status, with the iterations k6 dropped for want of VUs; memory per service
-  chat              post→receipt p50/p95/p99; deliveries/s and posts/s; memory per service
-  websocket         fib reply p50/p95/p99; fib replies/s; memory per service
+                    status, with the iterations k6 dropped for want of VUs
+  chat              post→receipt p50/p95/p99; deliveries/s and posts/s
+  websocket         fib reply p50/p95/p99; fib replies/s
+and below, a small panel per service: its cgroup's usage, its PSS and its limit (the emulated
+caps' table, or Docker's `limits` for the containers leg).
 matplotlib (Agg backend: no display) is imported only to draw: without it, or without series,
 render() returns why instead of a file and results.py writes that in RESULTS.md.
 """
@@ -210,8 +212,8 @@ def with_gaps(points, width):
 
 
 def draw(run, leg, series, memory, limits, meta, path):
-    """One PNG: latency, rate, and a small panel per service's memory; False when there is
-    nothing to draw."""
+    """One PNG: latency, rate, and a small panel per service's memory (`series` or `memory`
+    holds samples)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -220,8 +222,6 @@ def draw(run, leg, series, memory, limits, meta, path):
     trend, trend_label, counters, by_status = KINDS[run]
     span = series.seconds()
     mem_secs = [e for samples in memory.values() for e, _, _ in samples]
-    if not span and not mem_secs:
-        return False
     # The sampler starts just before k6: its first sample is the run's start.
     edges = list(span or ()) + mem_secs
     t0, last = min(edges), max(edges)
@@ -304,23 +304,20 @@ def draw(run, leg, series, memory, limits, meta, path):
                       "(dashed), its limit (dotted); x: seconds since the run started", fontsize=9)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return True
 
 
 def render(run_dir, charts_dir, meta):
     """Every chart of the run: [(leg, run, file name or None, why not)], plus a note for the
-    whole run (matplotlib missing) or None."""
+    whole run (matplotlib missing) or None. Charts of this naming that were not drawn now are
+    removed: the folder shows what RESULTS.md shows."""
     legs = [l for l in meta.get("legs", "emulated").split() if l in LEGS]
     todo = [(leg, run) for leg in legs for run in KINDS
             if os.path.exists(os.path.join(leg_dir(run_dir, leg), f"{run}.status"))]
-    owned = {chart_name(r, l) for l in LEGS for r in KINDS}
-    results, drawn = [], set()
+    results, drawn, note = [], set(), None
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return [], "matplotlib is not installed (`pip install matplotlib`), so no charts were drawn"
-    if todo:
-        os.makedirs(charts_dir, exist_ok=True)
+        todo, note = [], "no charts: matplotlib is not installed (`pip install matplotlib`)"
     for leg, run in todo:
         d = leg_dir(run_dir, leg)
         trend, _, counters, _ = KINDS[run]
@@ -328,19 +325,22 @@ def render(run_dir, charts_dir, meta):
         series = read_k6(k6, [trend], [m for m, _ in counters] + ["dropped_iterations"]) if os.path.exists(k6) else Series()
         memory = read_memory(os.path.join(d, f"{run}.memory.tsv"))
         name = chart_name(run, leg)
+        if not series.seconds() and not memory:
+            results.append((leg, run, None, "no time series recorded (neither k6's CSV nor memory samples)"))
+            continue
+        os.makedirs(charts_dir, exist_ok=True)
         try:
-            if draw(run, leg, series, memory, memory_limits(d, leg), meta, os.path.join(charts_dir, name)):
-                results.append((leg, run, name, None))
-                drawn.add(name)
-            else:
-                results.append((leg, run, None, "no time series recorded (k6 CSV and memory samples missing)"))
+            draw(run, leg, series, memory, memory_limits(d, leg), meta, os.path.join(charts_dir, name))
+            results.append((leg, run, name, None))
+            drawn.add(name)
         except Exception as e:  # a chart is not worth a failed run: say why instead
             results.append((leg, run, None, f"drawing failed: {type(e).__name__}: {e}"))
+    owned = {chart_name(r, l) for l in LEGS for r in KINDS}
     if os.path.isdir(charts_dir):
         for f in os.listdir(charts_dir):
             if f in owned and f not in drawn:
                 os.remove(os.path.join(charts_dir, f))
-    return results, None
+    return results, note
 
 
 def self_test():

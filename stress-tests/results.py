@@ -451,10 +451,15 @@ def charts_section(run_dir, out, meta):
     """The run's charts, drawn into `charts/` beside RESULTS_MD and shown inline."""
     if meta.get("charts") == "0":
         return []
-    drawn, note = charts.render(run_dir, os.path.join(os.path.dirname(os.path.abspath(out)), "charts"), meta)
+    try:
+        drawn, note = charts.render(run_dir, os.path.join(os.path.dirname(os.path.abspath(out)), "charts"), meta)
+    except OSError as e:  # the charts folder cannot be written: RESULTS.md still can
+        drawn, note = [], f"no charts: {e}"
     if not drawn and not note:
         return []
     doc = ["## Charts", ""]
+    if not note and not any(name for _, _, name, _ in drawn):
+        note = f"no charts: {drawn[0][3]}"
     if note:
         return doc + [note[0].upper() + note[1:] + ".", ""]
     doc += ["Per run, over its time (`stress-tests/charts.py`): latency p50 / p95 / p99 per second (log scale; "
