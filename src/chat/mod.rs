@@ -6,9 +6,11 @@
 //! by [`store`] in one transaction, answered — and its [`model::Event`] handed to the process's
 //! [`Fanout`] (RabbitMQ topic exchange, one queue per replica). What the fan-out receives, every
 //! worker's [`Hub`] delivers to its own room sockets ([`room`]) and polls ([`subscribe`]).
+//! `GET /chat` ([`page`]) is a browser client of these same routes.
 mod fanout;
 mod hub;
 pub mod model;
+mod page;
 mod room;
 mod routes;
 pub mod store;
@@ -32,6 +34,7 @@ const BIND_WAIT: Duration = Duration::from_millis(500);
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
     subscribe::configure(cfg);
+    page::configure(cfg);
 }
 
 /// This domain's part of the OpenAPI document (`server::openapi` merges every domain's).
@@ -41,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::create_chat, routes::join, routes::chats, routes::group_users,
         routes::post_message, routes::messages, routes::delete_message,
         routes::delete_message_by_id, routes::updates,
-        subscribe::user, subscribe::status, subscribe::notify
+        subscribe::user, subscribe::status, subscribe::notify,
+        page::page, page::asset
     ),
     components(schemas(
         model::Member, model::Message, model::Chat,
@@ -62,7 +66,9 @@ impl From<ChatError> for ApiError {
             }
             E::BadQuery(i) => Self::named_field(StatusCode::BAD_REQUEST, i.field, i.message),
             E::Users(e) => e.into(),
-            E::NotYou => forbidden(r#"{"error":"the body's user is not the token's user"}"#),
+            E::NotYou(field) => {
+                Self::named_field(StatusCode::FORBIDDEN, field, "is not the token's user")
+            }
             E::NotMember => forbidden(r#"{"error":"not a member of this group"}"#),
             E::NotSender => forbidden(r#"{"error":"only the sender may delete a message"}"#),
             E::UnknownGroup => {

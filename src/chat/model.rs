@@ -50,9 +50,9 @@ pub enum ChatError {
     /// 401 (no valid token) and the other users answers.
     #[error(transparent)]
     Users(#[from] UsersError),
-    /// 403: the body's user is not the token's.
-    #[error("the body's user is not the token's user")]
-    NotYou,
+    /// 403: the user a body field or query parameter names (its name here) is not the token's.
+    #[error("{0} is not the token's user")]
+    NotYou(&'static str),
     /// 403: the acting user is not a member of the group.
     #[error("not a member of this group")]
     NotMember,
@@ -161,12 +161,13 @@ fn fields(body: &mut [u8]) -> Result<Object<'_>, ChatError> {
     json::object(body).map_err(ChatError::Malformed)
 }
 
-/// The acting user must be the one the body names (SPEC §4: a disagreeing `userId` is 403).
-pub fn same_user(actor: UserId, named: UserId) -> Result<(), ChatError> {
+/// The acting user must be the one the request names in `field` (SPEC.md, users and chat: a
+/// disagreeing `userId` is 403); the error names that field, body or query alike.
+pub fn same_user(actor: UserId, named: UserId, field: &'static str) -> Result<(), ChatError> {
     if actor == named {
         Ok(())
     } else {
-        Err(ChatError::NotYou)
+        Err(ChatError::NotYou(field))
     }
 }
 

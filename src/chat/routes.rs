@@ -61,7 +61,7 @@ async fn create_chat(
     let actor = actor(&req, &state)?;
     let mut body = read_body(&req, payload).await?;
     let new = NewGroup::parse(&mut body)?;
-    same_user(actor, new.creator)?;
+    same_user(actor, new.creator, "creatorId")?;
     let created = store::create_group(&state.pg, &new).await?;
     Ok(respond(StatusCode::CREATED, &created))
 }
@@ -88,7 +88,7 @@ async fn join(
     let group = GroupId::parse_path(req.match_info().get("groupId").unwrap_or(""))?;
     let mut body = read_body(&req, payload).await?;
     let user = parse_join(&mut body)?;
-    same_user(actor, user)?;
+    same_user(actor, user, "userId")?;
     let member = store::join(&state.pg, group, user).await?;
     state
         .chat
@@ -169,7 +169,7 @@ async fn post_message(
     let actor = actor(&req, &state)?;
     let mut body = read_body(&req, payload).await?;
     let new = NewMessage::parse(&mut body)?;
-    same_user(actor, new.sender)?;
+    same_user(actor, new.sender, "userId")?;
     let message = store::post(&state.pg, &new).await?;
     // Serialised once: the 201's body and the event's payload.
     let json = serde_json::to_string(&message).expect("BUG: a message always serialises");

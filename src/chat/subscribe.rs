@@ -51,7 +51,7 @@ async fn user(
         .users
         .authenticate(&req, true)
         .map_err(ChatError::from)?;
-    same_user(actor, poll.user)?;
+    same_user(actor, poll.user, "user_id")?;
     let groups = store::groups_of(&state.pg, poll.user).await?;
     if groups.is_empty() {
         return Ok(no_change());
