@@ -182,7 +182,23 @@ fn swagger_ui_and_its_assets_are_served_from_the_binary() {
     let app = app(None);
     let (status, page) = call("GET", &app.url("/api/openapi"), None);
     assert_eq!(status, 200);
-    assert!(page.contains("/api/openapi/swagger-ui-bundle.js"), "{page}");
+    assert!(page.contains(r#"<base href="/api/openapi/">"#), "{page}");
+    // Every asset the page links (href= and src=, however spelt) resolves under the base; and
+    // the page answers with a trailing slash too.
+    let links: Vec<&str> = page
+        .split(['"'])
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].ends_with("href=") || w[0].ends_with("src="))
+        .map(|w| w[1])
+        .filter(|l| !l.starts_with('/'))
+        .collect();
+    assert!(links.len() >= 5, "{links:?}");
+    for link in links {
+        let asset = format!("/api/openapi/{}", link.trim_start_matches("./"));
+        assert_eq!(call("GET", &app.url(&asset), None).0, 200, "{asset}");
+    }
+    assert_eq!(call("GET", &app.url("/api/openapi/"), None), (200, page));
     let (status, init) = call("GET", &app.url("/api/openapi/swagger-initializer.js"), None);
     assert_eq!(status, 200);
     assert!(init.contains("/api/openapi.json"), "{init}");

@@ -19,6 +19,7 @@ pub const UI_PATH: &str = "/api/openapi";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(DOCUMENT_PATH).route(web::get().to(document)))
         .service(resource(UI_PATH).route(web::get().to(ui_index)))
+        .service(resource("/api/openapi/").route(web::get().to(ui_index_slash)))
         .service(resource("/api/openapi/{file}").route(web::get().to(ui_file)));
 }
 
@@ -86,12 +87,14 @@ async fn document() -> HttpResponse {
 #[utoipa::path(get, path = "/api/openapi", tag = "operations",
     responses((status = 200, description = "Swagger UI", content_type = "text/html")))]
 async fn ui_index() -> HttpResponse {
-    // Its asset links are relative (`./swagger-ui.css`), which from `/api/openapi` would point
-    // at `/api/`, so they are rewritten once to `/api/openapi/`.
+    // Its asset links are relative (`./swagger-ui.css`, and `index.css` without the `./`), which
+    // from `/api/openapi` would point at `/api/`: a `<base>` puts every one of them, whatever
+    // its spelling, under `/api/openapi/`, from either address of the page.
     static PAGE: OnceLock<Option<Bytes>> = OnceLock::new();
     let page = PAGE.get_or_init(|| {
         let file = utoipa_swagger_ui::serve("index.html", swagger_config()).ok()??;
-        let html = String::from_utf8_lossy(&file.bytes).replace("\"./", "\"/api/openapi/");
+        let html = String::from_utf8_lossy(&file.bytes)
+            .replacen("<head>", "<head>\n    <base href=\"/api/openapi/\">", 1);
         Some(Bytes::from(html))
     });
     match page {
@@ -100,6 +103,13 @@ async fn ui_index() -> HttpResponse {
             .body(page.clone()),
         None => missing(),
     }
+}
+
+/// Swagger UI at the address with a trailing slash, which browsers and readers add.
+#[utoipa::path(get, path = "/api/openapi/", tag = "operations",
+    responses((status = 200, description = "Swagger UI", content_type = "text/html")))]
+async fn ui_index_slash() -> HttpResponse {
+    ui_index().await
 }
 
 /// Swagger UI's assets (scripts, styles, its initializer pointing at the document).
@@ -134,7 +144,7 @@ fn missing() -> HttpResponse {
 
 /// The document and Swagger UI, as OpenAPI paths.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(document, ui_index, ui_file))]
+#[openapi(paths(document, ui_index, ui_index_slash, ui_file))]
 pub struct Api;
 
 #[cfg(test)]
