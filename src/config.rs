@@ -15,6 +15,27 @@ pub struct Cli {
     pub config: Config,
 }
 
+impl Cli {
+    /// The process's arguments, parsed. The settings are global (a subcommand takes them after
+    /// its name too), so clap would list all of them under `fib-bench --help`, which reads none:
+    /// that subcommand gets hidden copies instead, accepted and left out of its help.
+    pub fn from_args() -> Self {
+        use clap::FromArgMatches;
+        Self::from_arg_matches(&Self::full_command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    fn full_command() -> clap::Command {
+        use clap::CommandFactory;
+        let command = Self::command();
+        let settings: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.clone().global(false).hide(true))
+            .collect();
+        command.mut_subcommand("fib-bench", |sub| sub.args(settings))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Subcommand)]
 pub enum Command {
     /// Run one API replica (HTTP + WebSocket).
@@ -190,5 +211,33 @@ impl Config {
     /// Tests use it and then override what they need.
     pub fn from_env() -> Self {
         Cli::parse_from(["arena", "serve"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    #[test]
+    fn fib_bench_help_lists_its_own_flags_only_but_serve_lists_every_setting() {
+        let mut command = Cli::full_command();
+        command.build();
+        let help = |name: &str| {
+            command
+                .find_subcommand(name)
+                .unwrap()
+                .clone()
+                .render_long_help()
+                .to_string()
+        };
+        let (bench, serve) = (help("fib-bench"), help("serve"));
+        assert!(bench.contains("--rounds"), "{bench}");
+        assert!(!bench.contains("--port") && !bench.contains("DATABASE_URL"), "{bench}");
+        assert!(serve.contains("--port") && serve.contains("DATABASE_URL"), "{serve}");
+        // Still accepted after the subcommand's name, as before.
+        let args = ["arena", "fib-bench", "10", "--rounds", "1", "--port", "1"];
+        let cli = Cli::from_arg_matches(&Cli::full_command().get_matches_from(args)).unwrap();
+        assert!(matches!(cli.command, Command::FibBench { n: 10, rounds: 1 }));
     }
 }

@@ -1,11 +1,9 @@
 //! The `arena` binary: parse the command line, start telemetry, hand over to the library.
-use clap::Parser;
-
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = arena::config::Cli::parse();
+    let cli = arena::config::Cli::from_args();
     arena::telemetry::init(&cli.config);
     match arena::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
