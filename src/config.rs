@@ -233,11 +233,20 @@ mod tests {
         };
         let (bench, serve) = (help("fib-bench"), help("serve"));
         assert!(bench.contains("--rounds"), "{bench}");
-        assert!(!bench.contains("--port") && !bench.contains("DATABASE_URL"), "{bench}");
-        assert!(serve.contains("--port") && serve.contains("DATABASE_URL"), "{serve}");
+        assert!(
+            !bench.contains("--port") && !bench.contains("DATABASE_URL"),
+            "{bench}"
+        );
+        assert!(
+            serve.contains("--port") && serve.contains("DATABASE_URL"),
+            "{serve}"
+        );
         // Still accepted after the subcommand's name, as before.
         let args = ["arena", "fib-bench", "10", "--rounds", "1", "--port", "1"];
         let cli = Cli::from_arg_matches(&Cli::full_command().get_matches_from(args)).unwrap();
-        assert!(matches!(cli.command, Command::FibBench { n: 10, rounds: 1 }));
+        assert!(matches!(
+            cli.command,
+            Command::FibBench { n: 10, rounds: 1 }
+        ));
     }
 }
