@@ -39,6 +39,24 @@ apt_install() {
         || { tail -20 "$STATE/logs/apt.log"; return 1; }
 }
 
+# pip install SPEC…, quietly. Debian's system Python refuses pip installs (PEP 668,
+# externally-managed-environment); as root on a throwaway machine we override that rather than
+# manage a venv. pip itself comes from Debian when missing. Fails, showing pip's words, when the
+# install does.
+pip_install() {
+    if ! python3 -m pip --version >/dev/null 2>&1; then apt_install python3-pip || return 1; fi
+    local out; out=$(mktemp)
+    if ! python3 -m pip install -q --disable-pip-version-check "$@" >"$out" 2>&1; then
+        if grep -q externally-managed-environment "$out" && [ "$(id -u)" = 0 ]; then
+            python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@" >"$out" 2>&1 \
+                || { cat "$out" >&2; rm -f "$out"; return 1; }
+        else
+            cat "$out" >&2; rm -f "$out"; log "could not install $* (pip install $*)"; return 1
+        fi
+    fi
+    rm -f "$out"; hash -r
+}
+
 # The Swagger UI test drives a headless browser: Debian's chromium, installed when missing (as
 # root with apt-get), else a warning. Fails only when the install does.
 ensure_chromium() {
