@@ -1,7 +1,8 @@
 //! The documentation's try-it examples, run as a reader would paste them, against the stack.
 //!
 //! Every ```` ```sh ```` block right after a `<!-- try -->` line of README.md or docs/API.md runs
-//! in `bash` with `set -eo pipefail` (`localhost:9999` pointed at the stack under test), and any
+//! in `bash` with `set -eo pipefail` (`localhost:9999` pointed at the stack under test's nginx,
+//! `localhost:9001`/`9002` at its first two replicas), and any
 //! non-zero exit fails the test. The examples carry their own expectations the way a reader's
 //! shell would show them: `curl -f` where the answer must be 2xx, `| grep ' 422$'` where an example
 //! shows a refusal, `jq -e` where a field must be there. So a route, a field or a status that
@@ -53,10 +54,47 @@ fn examples(doc: &str, name: &str) -> Vec<Example> {
     found
 }
 
+/// Where the documents' addresses are on the stack under test: nginx at `localhost:9999`, api1
+/// and api2 at 9001 and 9002 (`scripts/up`'s), and the admin token `arena-admin`.
+struct Target {
+    nginx: String,
+    replicas: Vec<String>,
+    admin_token: String,
+}
+
+impl Target {
+    fn of_stack() -> Self {
+        let s = stack();
+        let host = |url: &str| {
+            url.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        Self {
+            nginx: host(&s.url),
+            replicas: (0..s.replica_count())
+                .map(|i| host(&s.replica(i, "")))
+                .collect(),
+            admin_token: s.admin_token.clone(),
+        }
+    }
+
+    fn apply(&self, code: &str) -> String {
+        let mut code = code.replace("localhost:9999", &self.nginx);
+        for (i, replica) in self.replicas.iter().enumerate().take(2) {
+            code = code.replace(&format!("localhost:{}", 9001 + i), replica);
+        }
+        code.replace(
+            "Bearer arena-admin",
+            &format!("Bearer {}", self.admin_token),
+        )
+    }
+}
+
 /// Runs one example; Err carries what a reader would have seen.
-fn run(code: &str, host: &str) -> Result<String, String> {
+fn run(code: &str, target: &Target) -> Result<String, String> {
     use std::os::unix::process::CommandExt;
-    let script = format!("set -eo pipefail\n{}", code.replace("localhost:9999", host));
+    let script = format!("set -eo pipefail\n{}", target.apply(code));
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(&script)
@@ -101,13 +139,6 @@ fn run(code: &str, host: &str) -> Result<String, String> {
     }
 }
 
-fn host() -> String {
-    let url = &stack().url;
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 fn doc(path: &str) -> String {
     std::fs::read_to_string(stack().root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -116,10 +147,10 @@ fn doc(path: &str) -> String {
 /// people count), so they run one after another, never beside each other.
 #[test]
 fn every_try_it_example_runs_as_pasted() {
-    let host = host();
+    let target = Target::of_stack();
     let mut failures = Vec::new();
     let mut ran = 0;
-    for (path, at_least) in [("README.md", 6), ("docs/API.md", 0)] {
+    for (path, at_least) in [("README.md", 6), ("docs/API.md", 1)] {
         let found = examples(&doc(path), path);
         assert!(
             found.len() >= at_least,
@@ -129,7 +160,7 @@ fn every_try_it_example_runs_as_pasted() {
         for ex in found {
             ran += 1;
             let start = Instant::now();
-            match run(&ex.code, &host) {
+            match run(&ex.code, &target) {
                 Ok(_) => println!("{path}:{} ran in {:?}", ex.line, start.elapsed()),
                 Err(e) => failures.push(format!("{path}:{}\n{}\n{e}", ex.line, ex.code)),
             }
@@ -146,15 +177,15 @@ fn every_try_it_example_runs_as_pasted() {
 /// The harness itself: a wrong route, a wrong status and a missing field each fail.
 #[test]
 fn a_broken_example_fails() {
-    let host = host();
+    let target = Target::of_stack();
     for broken in [
         "curl -fsS localhost:9999/no-such-route",
         "curl -s -o /dev/null -w ' %{http_code}\\n' localhost:9999/ping | grep ' 422$'",
         "curl -fsS localhost:9999/health | jq -e .no_such_field",
     ] {
-        assert!(run(broken, &host).is_err(), "passed: {broken}");
+        assert!(run(broken, &target).is_err(), "passed: {broken}");
     }
-    assert!(run("curl -fsS localhost:9999/ping", &host).is_ok());
+    assert!(run("curl -fsS localhost:9999/ping", &target).is_ok());
 }
 
 #[test]
