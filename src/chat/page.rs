@@ -49,7 +49,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:;
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The chat page.
-#[utoipa::path(get, path = "/chat", tag = "chat",
+#[utoipa::path(get, path = "/chat", operation_id = "chat_page", tag = "chat",
     responses((status = 200, description = "the chat page", content_type = "text/html"),
         (status = 304, description = "the copy the browser holds (If-None-Match) is current")))]
 async fn page(req: HttpRequest) -> HttpResponse {
@@ -57,8 +57,8 @@ async fn page(req: HttpRequest) -> HttpResponse {
 }
 
 /// The page's script (`page.js`) and style (`page.css`).
-#[utoipa::path(get, path = "/chat/{file}", tag = "chat",
-    params(("file" = String, Path, description = "page.js or page.css")),
+#[utoipa::path(get, path = "/chat/{file}", operation_id = "chat_page_file", tag = "chat",
+    params(("file" = String, Path, description = "page.js or page.css", example = "page.js")),
     responses((status = 200, description = "the file"),
         (status = 304, description = "the copy the browser holds (If-None-Match) is current"),
         (status = 404, body = ErrorResponse)))]
@@ -125,4 +125,38 @@ const fn etag_of(body: &str) -> [u8; 18] {
         d += 1;
     }
     tag
+}
+
+#[cfg(test)]
+mod tests {
+    use ntex::web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn an_etag_is_a_quoted_hex_hash_that_changes_with_the_file() {
+        let tag = SCRIPT.etag();
+        assert_eq!(tag.len(), 18);
+        assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+        assert!(tag[1..17].bytes().all(|b| b.is_ascii_hexdigit()), "{tag}");
+        assert_ne!(etag_of("a"), etag_of("b"));
+        assert_ne!(PAGE.etag(), STYLE.etag());
+    }
+
+    #[test]
+    fn if_none_match_holding_the_tag_weak_or_in_a_list_or_a_star_is_current() {
+        let tag = PAGE.etag();
+        let current = |value: &str| {
+            let req = TestRequest::default()
+                .header(header::IF_NONE_MATCH, value)
+                .to_http_request();
+            is_current(&req, tag)
+        };
+        assert!(current(tag));
+        assert!(current(&format!("W/{tag}")));
+        assert!(current(&format!(r#""0000000000000000", {tag}"#)));
+        assert!(current("*"));
+        assert!(!current(r#""0000000000000000""#));
+        assert!(!is_current(&TestRequest::default().to_http_request(), tag));
+    }
 }
