@@ -399,8 +399,19 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        // Asked to close, chromium ends its helper processes before it exits; killed, they may
+        // still be writing to the profile while it is removed.
+        let close = json!({"id": 0, "method": "Browser.close"}).to_string();
+        let _ = self.devtools.send(tungstenite::Message::text(close));
+        let asked = Instant::now();
+        while !matches!(self.process.try_wait(), Ok(Some(_))) {
+            if asked.elapsed() > Duration::from_secs(5) {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
