@@ -93,8 +93,11 @@ async fn ui_index() -> HttpResponse {
     static PAGE: OnceLock<Option<Bytes>> = OnceLock::new();
     let page = PAGE.get_or_init(|| {
         let file = utoipa_swagger_ui::serve("index.html", swagger_config()).ok()??;
-        let html = String::from_utf8_lossy(&file.bytes)
-            .replacen("<head>", "<head>\n    <base href=\"/api/openapi/\">", 1);
+        let html = String::from_utf8_lossy(&file.bytes).replacen(
+            "<head>",
+            "<head>\n    <base href=\"/api/openapi/\">",
+            1,
+        );
         Some(Bytes::from(html))
     });
     match page {
