@@ -274,7 +274,8 @@ function connect(r) {
 /** Reads the newest page and merges it; false when retrying cannot help. `probing`: the read
  * only asks why a socket was refused, and a passing failure already shows in the status. */
 async function catchUp(r, probing = false) {
-  // Issue 18: resume with `since=<newest id held>` here instead of re-reading the newest page.
+  // Once the rooms resume from a message id (`?since=`), ask for what came after the newest id held
+  // instead of re-reading the newest page: a gap longer than a page would then be filled too.
   try {
     const page = await api('GET', `/messages?groupId=${r.id}&limit=${PAGE_SIZE}`);
     if (room !== r) return false;

@@ -1,4 +1,4 @@
-//! `GET /chat`: a chat client for browsers (issue 20) — one HTML page, its script and its style,
+//! `GET /chat`: a chat client for browsers — one HTML page, its script and its style,
 //! written by hand and compiled into the binary, so every replica serves the same files with no
 //! build step, CDN or file on disk. The page speaks only the public API (`/register`, `/login`,
 //! `/chats`, `/messages`, `/ws/updates/{groupId}`) through root-relative URLs, so it works
