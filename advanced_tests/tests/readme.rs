@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use advanced_tests::stack;
+use advanced_tests::{request, stack};
 
 /// The marker a tested block follows.
 const MARKER: &str = "<!-- try -->";
@@ -165,6 +165,18 @@ fn every_try_it_example_runs_as_pasted() {
                 Err(e) => failures.push(format!("{path}:{}\n{}\n{e}", ex.line, ex.code)),
             }
         }
+    }
+    // docs/API.md's /fall example stops half-way if it fails: never leave a replica fallen for
+    // the tests that run after this one.
+    let s = stack();
+    let admin = format!("Bearer {}", s.admin_token);
+    for i in 0..s.replica_count() {
+        request(
+            "POST",
+            &s.replica(i, "/revive"),
+            &[("authorization", &admin)],
+            None,
+        );
     }
     assert!(
         failures.is_empty(),
