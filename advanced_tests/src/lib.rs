@@ -406,3 +406,29 @@ pub fn psql(url: &str, sql: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Debian's chromium, for the tests that drive a headless browser (Swagger UI, the chat page).
+pub fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is missing: scripts/test installs it (apt-get install chromium)")
+}
+
+/// The flags every headless chromium of the tests runs with: no sandbox (root in CI), no GPU,
+/// no background traffic or first-run screens that would race the page under test.
+pub const CHROMIUM_HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];

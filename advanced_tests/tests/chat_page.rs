@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use advanced_tests::chat::User;
-use advanced_tests::{json, stack, unique, Value};
+use advanced_tests::{chromium, json, stack, unique, Value, CHROMIUM_HEADLESS};
 
 /// How long a page may take to show what the test waits for: a message crosses RabbitMQ in
 /// milliseconds, a reconnect after a drop waits its backoff (0.5 to 1 s the first time).
@@ -231,17 +231,8 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!("arena-chat-page-{name}-{}", unique()));
         std::fs::create_dir_all(&profile).unwrap();
         let process = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--remote-debugging-port=0",
-            ])
+            .args(CHROMIUM_HEADLESS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
@@ -414,18 +405,6 @@ impl Drop for Browser {
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-fn chromium() -> &'static str {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("chromium is missing: scripts/test installs it (apt-get install chromium)")
 }
 
 /// Polls `probe` every 50 ms until it answers, for at most [`PATIENCE`].

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use advanced_tests::{get, post, stack, unique};
+use advanced_tests::{chromium, get, post, stack, unique, CHROMIUM_HEADLESS};
 
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
@@ -75,33 +75,11 @@ fn the_inserters_own_metrics_are_served_through_nginx() {
     );
 }
 
-fn chromium() -> String {
-    ["chromium", "chromium-browser", "/usr/bin/chromium"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("chromium is missing: scripts/test installs it (apt-get install chromium)")
-        .to_owned()
-}
-
 fn headless(url: &str, extra: &[&str]) -> std::process::Output {
     let profile = std::env::temp_dir().join(format!("arena-chromium-{}", std::process::id()));
     let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--virtual-time-budget=10000",
-        ])
+        .args(CHROMIUM_HEADLESS)
+        .arg("--virtual-time-budget=10000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
