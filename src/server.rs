@@ -90,6 +90,7 @@ impl Shared {
             chat: chat::Hub::new(
                 self.fanout.clone(),
                 self.shutdown.clone(),
+                pg.clone(),
                 c.ws_max_pending_bytes,
             ),
             users: self.users.clone(),

@@ -3,93 +3,20 @@
 //! other really went through the broker. Every test makes users and groups of its own.
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use arena::server::TestServer;
-use common::{call, migrated_config, unique, user_with_token};
-use serde_json::{json, Value};
-use tungstenite::{Message, WebSocket};
-
-type Socket = WebSocket<TcpStream>;
+use common::chat::{group, http_status, next_event, person, post, room, Person};
+use common::{call, migrated_config, unique};
+use serde_json::json;
 
 fn app() -> TestServer {
     let mut config = migrated_config();
     config.pg_pool_size = 4;
     config.admin_token = Some("chat-admin".to_owned());
     TestServer::start(config)
-}
-
-/// A user with a token, on `app`.
-struct Person {
-    id: i64,
-    name: String,
-    token: String,
-}
-
-fn person(app: &TestServer, prefix: &str) -> Person {
-    let name = unique(prefix);
-    let (id, token) = user_with_token(&app.url(""), &name);
-    Person { id, name, token }
-}
-
-/// Creates a group of `creator` with `members` (usernames); returns its id.
-fn group(app: &TestServer, creator: &Person, members: &[&Person], max: Option<i32>) -> i64 {
-    let mut body = json!({
-        "groupName": unique("room"),
-        "creatorId": creator.id,
-        "members": members.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-    });
-    if let Some(max) = max {
-        body["maxMembers"] = json!(max);
-    }
-    let (status, created) = call(
-        "POST",
-        &app.url("/create-chat"),
-        Some(&creator.token),
-        Some(&body),
-    );
-    assert_eq!(status, 201, "{created}");
-    created["group_id"].as_i64().unwrap()
-}
-
-fn post(app: &TestServer, who: &Person, group: i64, content: &str) -> (u16, Value) {
-    let body = json!({"userId": who.id, "groupId": group, "content": content});
-    call("POST", &app.url("/messages"), Some(&who.token), Some(&body))
-}
-
-/// Opens `/ws/updates/{group}` with the token in the query, or the handshake's error.
-fn room(addr: SocketAddr, group: i64, token: &str) -> Result<Socket, tungstenite::Error> {
-    let stream = TcpStream::connect(addr).expect("the test server listens");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let url = format!("ws://{addr}/ws/updates/{group}?token={token}");
-    match tungstenite::client(url, stream) {
-        Ok((socket, _)) => Ok(socket),
-        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("blocking handshake"),
-    }
-}
-
-/// The next event frame on `socket` within `limit`.
-fn next_event(socket: &mut Socket, limit: Duration) -> Value {
-    socket.get_ref().set_read_timeout(Some(limit)).unwrap();
-    loop {
-        match socket.read().expect("an event before the timeout") {
-            Message::Text(text) => return serde_json::from_str(&text).expect("frames are JSON"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-fn http_status(e: tungstenite::Error) -> u16 {
-    match e {
-        tungstenite::Error::Http(response) => response.status().as_u16(),
-        other => panic!("expected an HTTP refusal, got {other}"),
-    }
 }
 
 #[test]

@@ -15,6 +15,10 @@
 //! with the broker is bounded in time, so a broker that stalls instead of refusing is treated
 //! like one that is down.
 //!
+//! Events are hints, not the record: one lost with the broker (published while this queue was
+//! gone) is found again by the hubs, which re-read PostgreSQL each time the link binds
+//! ([`Fanout::links`]) and whenever an event shows they missed one (see `hub.rs`).
+//!
 //! On SIGTERM the link stays up until the requests already inside have finished (they may
 //! still commit and publish), sends what they queued, and closes; the process waits for it.
 //!
@@ -62,6 +66,7 @@ pub struct Fanout {
     outgoing: mpsc::Sender<Event>,
     incoming: broadcast::Sender<Arc<Event>>,
     bound: watch::Receiver<bool>,
+    links: watch::Receiver<u64>,
 }
 
 impl Fanout {
@@ -78,12 +83,14 @@ impl Fanout {
         let (outgoing, rx) = mpsc::channel(OUTGOING);
         let (incoming, _) = broadcast::channel(INCOMING);
         let (bound_tx, bound) = watch::channel(false);
+        let (links_tx, links) = watch::channel(0);
         let link = Link {
             url: url.to_owned(),
             name: format!("{instance}-chat"),
             exchange: exchange.to_owned(),
             incoming: incoming.clone(),
             bound: bound_tx,
+            links: links_tx,
         };
         std::thread::Builder::new()
             .name("arena-fanout".into())
@@ -93,6 +100,7 @@ impl Fanout {
             outgoing,
             incoming,
             bound,
+            links,
         }
     }
 
@@ -110,6 +118,12 @@ impl Fanout {
                 deliver_locally(&self.incoming, event);
             }
         }
+    }
+
+    /// Changes every time the link (re)binds this process's queue: what was published while it
+    /// was down never reached the queue, and the hubs re-read their rooms from PostgreSQL.
+    pub fn links(&self) -> watch::Receiver<u64> {
+        self.links.clone()
     }
 
     /// A receiver of every event that reaches this process.
@@ -138,6 +152,7 @@ struct Link {
     exchange: String,
     incoming: broadcast::Sender<Arc<Event>>,
     bound: watch::Sender<bool>,
+    links: watch::Sender<u64>,
 }
 
 /// Resolves once the replica is stopping and the requests that were inside have finished (or
@@ -304,6 +319,7 @@ impl Link {
             Err(e) => return Ended::Lost(e),
         };
         self.bound.send_replace(true);
+        self.links.send_modify(|n| *n += 1);
         metrics::chat_broker_connected(true);
         let broke = loop {
             tokio::select! {

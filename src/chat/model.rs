@@ -294,6 +294,58 @@ fn user_query(s: &str, field: &'static str) -> Result<UserId, ChatError> {
         .ok_or(bad_query(field, POSITIVE))
 }
 
+/// A resume cursor: the id of the last group event a client saw (a message's id, or a
+/// deletion's `seq`); `0` replays everything kept. Events after it come first, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Since(i64);
+
+impl Since {
+    pub const fn new(id: i64) -> Self {
+        Self(id)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        json::digits(s).map(Self)
+    }
+}
+
+const SINCE: &str = "must be a whole number from 0 (the id of the last event seen)";
+
+fn optional_since(pairs: &[(String, String)]) -> Result<Option<Since>, ChatError> {
+    match pairs.iter().rev().find(|(k, _)| k == "since") {
+        None => Ok(None),
+        Some((_, v)) => Since::parse(v).map(Some).ok_or(bad_query("since", SINCE)),
+    }
+}
+
+/// `GET /ws/updates/{groupId}?since=&token=`: only `since` is ours to parse (the token is the
+/// users domain's).
+pub fn parse_room_query(query: &str) -> Result<Option<Since>, ChatError> {
+    optional_since(&pairs(query)?)
+}
+
+/// A text frame a room client may send: `{"type":"resume","since":n}` restarts its stream from
+/// event `n`, as `?since=` does on a new socket. Anything else is not a resume (`None`);
+/// a resume with a bad `since` is `Some(Err(reason))`.
+pub fn parse_resume(text: &str) -> Option<Result<Since, &'static str>> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    if value.get("type")?.as_str()? != "resume" {
+        return None;
+    }
+    Some(
+        value
+            .get("since")
+            .and_then(serde_json::Value::as_i64)
+            .filter(|&n| n >= 0)
+            .map(Since)
+            .ok_or(SINCE),
+    )
+}
+
 /// `GET /messages?groupId=&before=&limit=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessagesQuery {
@@ -352,11 +404,13 @@ fn timeout(pairs: &[(String, String)]) -> Result<std::time::Duration, ChatError>
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// `GET /subscribe/user?user_id=&timeout=`.
+/// `GET /subscribe/user?user_id=&timeout=&since=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserPoll {
     pub user: UserId,
     pub timeout: std::time::Duration,
+    /// Answer at once with every event after this one (all the user's groups), if any.
+    pub since: Option<Since>,
 }
 
 impl UserPoll {
@@ -365,6 +419,7 @@ impl UserPoll {
         Ok(Self {
             user: required_query(&pairs, "user_id", user_query)?,
             timeout: timeout(&pairs)?,
+            since: optional_since(&pairs)?,
         })
     }
 }
@@ -515,6 +570,14 @@ pub struct UserChange {
     pub notified_group: i64,
     /// Up to 10 newest messages of the notified group, oldest first.
     pub recent_messages: Vec<Message>,
+    /// With `since`: the events after it in all the user's groups, in id order (at most
+    /// 200), each exactly as a room socket gets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub events: Option<Vec<Box<serde_json::value::RawValue>>>,
+    /// With `since`: the `since` of the next call (every event up to it has been answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
 }
 
 /// A woken `/subscribe/status`.
@@ -671,16 +734,6 @@ impl EventKind {
             Self::MemberJoined => "member.joined",
         }
     }
-
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Self::MessageCreated,
-            Self::MessageDeleted,
-            Self::MemberJoined,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
 }
 
 /// Who an event is for.
@@ -692,36 +745,56 @@ pub enum Target {
     Notify(NotifyGroup),
 }
 
+/// A number as [`Event::routing_key`] writes it (no leading zeros), so a key names one event.
+fn canonical(s: &str) -> Option<i64> {
+    json::digits(s).filter(|_| s == "0" || !s.starts_with('0'))
+}
+
+/// Where a message or deletion stands in its group's order: its own id (`seq`) and the id of
+/// the group's event before it (`prev`, 0 for the first). Both are assigned under the group's
+/// row lock (sql/V7), so a replica that holds `prev` as its last delivered event of the group
+/// knows nothing was missed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub seq: i64,
+    pub prev: i64,
+}
+
 /// An event: whom it is for, and the JSON text frame its WebSocket subscribers get — which is
-/// also the body of its RabbitMQ message, so no replica serialises it twice.
+/// also the body of its RabbitMQ message, so no replica serialises it twice. Messages and
+/// deletions carry their [`Position`]; `member.joined` and `notify` are live hints with none.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub target: Target,
     pub frame: ByteString,
+    pub position: Option<Position>,
 }
 
 impl Event {
-    /// `{"type":"message.created","group_id":…,"message":{…}}` around an already serialised
-    /// message (the 201's own body).
-    pub fn message_created(group: GroupId, message_json: &str) -> Self {
+    /// `{"type":"message.created","group_id":…,"seq":…,"message":{…}}` around an already
+    /// serialised message (the 201's own body); `seq` is the message's id.
+    pub fn message_created(group: GroupId, message_json: &str, at: Position) -> Self {
         let kind = EventKind::MessageCreated;
         let frame = format!(
-            r#"{{"type":"{}","group_id":{},"message":{message_json}}}"#,
-            kind.as_str(),
-            group.get()
-        );
-        Self::group(group, kind, frame)
-    }
-
-    pub fn message_deleted(group: GroupId, message: MessageId) -> Self {
-        let kind = EventKind::MessageDeleted;
-        let frame = format!(
-            r#"{{"type":"{}","group_id":{},"id":{}}}"#,
+            r#"{{"type":"{}","group_id":{},"seq":{},"message":{message_json}}}"#,
             kind.as_str(),
             group.get(),
-            message.get()
+            at.seq
         );
-        Self::group(group, kind, frame)
+        Self::group(group, kind, frame, Some(at))
+    }
+
+    /// `{"type":"message.deleted","group_id":…,"id":<the message>,"seq":<the deletion>}`.
+    pub fn message_deleted(group: GroupId, message: MessageId, at: Position) -> Self {
+        let kind = EventKind::MessageDeleted;
+        let frame = format!(
+            r#"{{"type":"{}","group_id":{},"id":{},"seq":{}}}"#,
+            kind.as_str(),
+            group.get(),
+            message.get(),
+            at.seq
+        );
+        Self::group(group, kind, frame, Some(at))
     }
 
     pub fn member_joined(group: GroupId, user: &Member) -> Self {
@@ -732,7 +805,7 @@ impl Event {
             kind.as_str(),
             group.get()
         );
-        Self::group(group, kind, frame)
+        Self::group(group, kind, frame, None)
     }
 
     pub fn notify(group: NotifyGroup) -> Self {
@@ -741,36 +814,75 @@ impl Event {
         Self {
             target: Target::Notify(group),
             frame: ByteString::from(frame),
+            position: None,
         }
     }
 
-    fn group(group: GroupId, kind: EventKind, frame: String) -> Self {
+    fn group(group: GroupId, kind: EventKind, frame: String, position: Option<Position>) -> Self {
         Self {
             target: Target::Group(group, kind),
             frame: ByteString::from(frame),
+            position,
         }
     }
 
-    /// The RabbitMQ routing key: `group.<id>.<kind>` or `notify.<group>`, so a replica routes an
-    /// event it receives without parsing its body.
+    /// The RabbitMQ routing key: `group.<id>.<kind>[.<seq>.<prev>]` or `notify.<group>`, so a
+    /// replica routes and orders an event it receives without parsing its body.
     pub fn routing_key(&self) -> String {
-        match &self.target {
-            Target::Group(group, kind) => format!("group.{}.{}", group.get(), kind.as_str()),
-            Target::Notify(group) => format!("notify.{}", group.as_str()),
+        match (&self.target, self.position) {
+            (Target::Group(group, kind), Some(at)) => {
+                format!(
+                    "group.{}.{}.{}.{}",
+                    group.get(),
+                    kind.as_str(),
+                    at.seq,
+                    at.prev
+                )
+            }
+            (Target::Group(group, kind), None) => {
+                format!("group.{}.{}", group.get(), kind.as_str())
+            }
+            (Target::Notify(group), _) => format!("notify.{}", group.as_str()),
         }
     }
 
-    /// An event received from the broker; `None` for a key or body this version does not know.
+    /// An event received from the broker; `None` for a key or body this version does not know
+    /// (a message or deletion without its position included).
     pub fn received(routing_key: &str, body: Vec<u8>) -> Option<Self> {
-        let target = if let Some(rest) = routing_key.strip_prefix("group.") {
-            let (id, kind) = rest.split_once('.')?;
-            let id = json::digits(id).filter(|&n| n > 0)?;
-            Target::Group(GroupId(id), EventKind::parse(kind)?)
+        let (target, position) = if let Some(rest) = routing_key.strip_prefix("group.") {
+            let (id, rest) = rest.split_once('.')?;
+            let id = canonical(id).filter(|&n| n > 0)?;
+            let kind = [
+                EventKind::MessageCreated,
+                EventKind::MessageDeleted,
+                EventKind::MemberJoined,
+            ]
+            .into_iter()
+            .find(|k| rest.starts_with(k.as_str()))?;
+            let tail = &rest[kind.as_str().len()..];
+            let position = if tail.is_empty() {
+                None
+            } else {
+                let (seq, prev) = tail.strip_prefix('.')?.split_once('.')?;
+                let seq = canonical(seq).filter(|&n| n > 0)?;
+                let prev = canonical(prev).filter(|&n| n < seq)?;
+                Some(Position { seq, prev })
+            };
+            // Messages and deletions are ordered by their position: one without is not ours.
+            if position.is_none() != (kind == EventKind::MemberJoined) {
+                return None;
+            }
+            (Target::Group(GroupId(id), kind), position)
         } else {
-            Target::Notify(NotifyGroup::parse(routing_key.strip_prefix("notify.")?)?)
+            let group = NotifyGroup::parse(routing_key.strip_prefix("notify.")?)?;
+            (Target::Notify(group), None)
         };
         let frame = ByteString::try_from(ntex::util::Bytes::from(body)).ok()?;
-        Some(Self { target, frame })
+        Some(Self {
+            target,
+            frame,
+            position,
+        })
     }
 }
 
@@ -914,18 +1026,25 @@ mod tests {
             username: "bob \"the\" builder".into(),
         };
         for sent in [
-            Event::message_created(GroupId(9), r#"{"id":1}"#),
-            Event::message_deleted(GroupId(9), MessageId(3)),
+            Event::message_created(GroupId(9), r#"{"id":1}"#, Position { seq: 1, prev: 0 }),
+            Event::message_deleted(GroupId(9), MessageId(3), Position { seq: 7, prev: 5 }),
             Event::member_joined(GroupId(9), &member),
             Event::notify(NotifyGroup::parse("all").unwrap()),
         ] {
             let frame: serde_json::Value = serde_json::from_str(&sent.frame).unwrap();
             assert!(frame["type"].is_string());
             let got = Event::received(&sent.routing_key(), sent.frame.as_bytes().to_vec()).unwrap();
-            assert_eq!((got.target, &*got.frame), (sent.target, &*sent.frame));
+            assert_eq!(
+                (got.target, &*got.frame, got.position),
+                (sent.target, &*sent.frame, sent.position)
+            );
         }
         assert!(Event::received("group.x.message.created", b"{}".to_vec()).is_none());
         assert!(Event::received("group.1.unknown", b"{}".to_vec()).is_none());
+        // A message without its position, or one that is not after its predecessor.
+        assert!(Event::received("group.1.message.created", b"{}".to_vec()).is_none());
+        assert!(Event::received("group.1.message.created.5.5", b"{}".to_vec()).is_none());
+        assert!(Event::received("group.1.member.joined.5.4", b"{}".to_vec()).is_none());
         assert!(Event::received("people", b"{}".to_vec()).is_none());
         assert!(Event::received("notify.all", vec![0xff]).is_none());
     }
@@ -1174,7 +1293,7 @@ mod proptests {
         fn any_broker_delivery_is_an_event_or_dropped(
             key in prop_oneof![
                 string(),
-                "group\\.[0-9-]{0,22}\\.(message\\.created|message\\.deleted|member\\.joined|.{0,8})",
+                "group\\.[0-9-]{0,22}\\.(message\\.created|message\\.deleted|member\\.joined|.{0,8})(\\.[0-9]{1,4}\\.[0-9]{1,4})?",
                 "notify\\..{0,70}",
             ],
             body in bytes(),
@@ -1186,17 +1305,22 @@ mod proptests {
         }
 
         #[test]
-        fn an_event_round_trips_through_the_broker(group in 1..=i64::MAX, message in 1..=i64::MAX, name in "[A-Za-z0-9_.-]{1,64}", username in ".{0,20}") {
+        fn an_event_round_trips_through_the_broker(group in 1..=i64::MAX, message in 1..=i64::MAX, prev in 0..i64::MAX, name in "[A-Za-z0-9_.-]{1,64}", username in ".{0,20}") {
             let member = Member { id: message, username };
+            let at = Position { seq: prev + 1, prev };
             for sent in [
-                Event::message_deleted(GroupId(group), MessageId(message)),
+                Event::message_created(GroupId(group), r#"{"id":1}"#, at),
+                Event::message_deleted(GroupId(group), MessageId(message), at),
                 Event::member_joined(GroupId(group), &member),
                 Event::notify(NotifyGroup::parse(&name).unwrap()),
             ] {
                 let frame: Value = serde_json::from_str(&sent.frame).unwrap();
                 prop_assert!(frame["type"].is_string());
                 let got = Event::received(&sent.routing_key(), sent.frame.as_bytes().to_vec()).unwrap();
-                prop_assert_eq!((got.target, &*got.frame), (sent.target, &*sent.frame));
+                prop_assert_eq!(
+                    (got.target, &*got.frame, got.position),
+                    (sent.target, &*sent.frame, sent.position)
+                );
             }
         }
     }

@@ -7,10 +7,10 @@ use ntex::service::fn_factory_with_config;
 use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::model::{
-    parse_chats_query, parse_group_users_query, parse_join, parse_message_ref, same_user,
-    ChatError, ChatList, CreatedGroup, Event, GroupId, GroupUsers, JoinBody, Joined, MessageId,
-    MessagePage, MessageRefBody, MessagesQuery, NewGroup, NewGroupBody, NewMessage, NewMessageBody,
-    Said,
+    parse_chats_query, parse_group_users_query, parse_join, parse_message_ref, parse_room_query,
+    same_user, ChatError, ChatList, CreatedGroup, Event, GroupId, GroupUsers, JoinBody, Joined,
+    MessageId, MessagePage, MessageRefBody, MessagesQuery, NewGroup, NewGroupBody, NewMessage,
+    NewMessageBody, Said,
 };
 use super::room::RoomSession;
 use super::{store, BIND_WAIT};
@@ -170,13 +170,13 @@ async fn post_message(
     let mut body = read_body(&req, payload).await?;
     let new = NewMessage::parse(&mut body)?;
     same_user(actor, new.sender, "userId")?;
-    let message = store::post(&state.pg, &new).await?;
+    let (message, at) = store::post(&state.pg, &new).await?;
     // Serialised once: the 201's body and the event's payload.
     let json = serde_json::to_string(&message).expect("BUG: a message always serialises");
     state
         .chat
         .fanout()
-        .publish(Event::message_created(new.group, &json));
+        .publish(Event::message_created(new.group, &json, at));
     Ok(HttpResponse::Created().content_type(JSON).body(json))
 }
 
@@ -214,11 +214,11 @@ async fn remove(
     message: MessageId,
     actor: UserId,
 ) -> Result<HttpResponse, ApiError> {
-    let group = store::delete(&state.pg, message, actor).await?;
+    let (group, at) = store::delete(&state.pg, message, actor).await?;
     state
         .chat
         .fanout()
-        .publish(Event::message_deleted(group, message));
+        .publish(Event::message_deleted(group, message, at));
     Ok(HttpResponse::Ok().content_type(JSON).body(REMOVED))
 }
 
@@ -265,13 +265,18 @@ async fn delete_message_by_id(
 /// Opens a group's event socket (members only; token as `?token=` or bearer header).
 ///
 /// The server sends a JSON text frame per event of the group, from whichever replica it
-/// happened on: `message.created`, `message.deleted`, `member.joined`, `notify`. Client frames
-/// other than ping and close are ignored.
+/// happened on: `message.created`, `message.deleted`, `member.joined`, `notify`. Messages and
+/// deletions carry `seq` and arrive in `seq` order, each once. With `?since=<seq>` the socket
+/// first gets every message and deletion after that one (read from PostgreSQL, no window),
+/// then the live ones with no gap and no duplicate; a client frame
+/// `{"type":"resume","since":<seq>}` does the same on an open socket. Other client frames
+/// than ping, close and resume are ignored.
 #[utoipa::path(get, path = "/ws/updates/{groupId}", tag = "chat", security(("user" = [])),
     params(("groupId" = i64, Path, minimum = 1, description = "group id; anything but a positive whole number is 404"),
+        ("since" = Option<i64>, Query, minimum = 0, description = "the `seq` of the last event seen (a message's id): replay everything after it first"),
         ("token" = Option<String>, Query, description = "the login token, for clients that cannot set headers")),
     responses((status = 101, description = "switching to the WebSocket protocol"),
-        (status = 400, description = "not a WebSocket upgrade", body = ErrorResponse),
+        (status = 400, description = "not a WebSocket upgrade, or since malformed", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
         (status = 403, description = "not a member of the group", body = ErrorResponse),
         (status = 404, description = "no such group", body = ErrorResponse),
@@ -281,6 +286,7 @@ async fn updates(
     state: web::types::State<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let group = GroupId::parse_path(req.match_info().get("groupId").unwrap_or(""))?;
+    let since = parse_room_query(req.query_string())?;
     let user = state
         .users
         .authenticate(&req, true)
@@ -290,7 +296,7 @@ async fn updates(
     }
     ntex::ws::verify_handshake(req.head()).map_err(|_| ChatError::Handshake)?;
     let slot = state.ws_slots.take().ok_or(ChatError::TooManySockets)?;
-    store::require_member(&state.pg, group, user).await?;
+    let newest = store::require_member(&state.pg, group, user).await?;
     // On a replica that just started, wait (bounded) for its queue: a socket open before the
     // binding would miss the events published meanwhile.
     state.chat.fanout().bound(BIND_WAIT).await;
@@ -303,7 +309,10 @@ async fn updates(
             let slot = slot
                 .take()
                 .expect("BUG: ntex makes one session per upgrade");
-            Ok::<_, ChatError>(RoomSession::new(hub.join_room(group, sink), slot))
+            Ok::<_, ChatError>(RoomSession::new(
+                hub.join_room(group, sink, newest, since),
+                slot,
+            ))
         }),
     )
     .await

@@ -1,4 +1,4 @@
-//! Chat's SQL (sql/V5): groups, members and messages. Every write is one transaction — one
+//! Chat's SQL (sql/V5, V7): groups, members and messages. Every write is one transaction — one
 //! statement where it can be — and reads check membership in the same round trip as the rows
 //! they return (pipelined on one connection). Statements are prepared once per pooled
 //! connection (`prepare_cached`).
@@ -6,8 +6,8 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
 
 use super::model::{
-    Chat, ChatError, CreatedGroup, GroupId, Member, Message, MessageId, MessagesQuery, NewGroup,
-    NewMessage,
+    Chat, ChatError, CreatedGroup, Event, GroupId, Member, Message, MessageId, MessagesQuery,
+    NewGroup, NewMessage, Position, Since,
 };
 use crate::users::UserId;
 
@@ -124,10 +124,10 @@ pub async fn create_group(pool: &Pool, new: &NewGroup) -> Result<CreatedGroup, C
     })
 }
 
-/// The group's cap, under its row lock: concurrent joins wait here, one at a time.
-/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: it serialises joins just the same, but does not
-/// conflict with the `KEY SHARE` lock a message insert's foreign key takes on the group row, so
-/// posts to the group never wait for a join.
+/// The group's cap, under its row lock: concurrent joins wait here, one at a time (and with
+/// the group's posts, which take the same lock to order their ids — a join is one short
+/// transaction). `FOR NO KEY UPDATE`, not `FOR UPDATE`: it does not conflict with the
+/// `KEY SHARE` lock foreign keys take on the group row.
 const LOCK_GROUP: &str = "SELECT max_members FROM chat_groups WHERE id = $1 FOR NO KEY UPDATE";
 const COUNT_MEMBERS: &str = "SELECT count(*), coalesce(bool_or(user_id = $2), false) \
      FROM chat_members WHERE group_id = $1";
@@ -183,32 +183,55 @@ pub async fn join(pool: &Pool, group: GroupId, user: UserId) -> Result<Member, C
     })
 }
 
+/// Posts and deletions hold this advisory lock shared until they commit; [`settled`] takes it
+/// exclusively for an instant, after which every event id handed out so far has committed or
+/// rolled back. (Within a group the row lock already orders ids; across groups only this does.)
+const SETTLE_LOCK: i64 = 0x6172_656e_6100_0007;
+
 /// One statement: inserts the message only if the sender is a member; says which of "no such
 /// group", "not a member" or "stored" happened. No row: no group. `id` NULL: not a member.
+/// The id comes from `chat_events_seq` under the group's row lock (sql/V7): `prior` is the
+/// group's event before it. Each CTE reads the one before, so the locks are taken before the id.
 const POST: &str = "\
 WITH sender AS (
     SELECT u.username FROM chat_members m JOIN users u ON u.id = m.user_id
     WHERE m.group_id = $1 AND m.user_id = $2
+), settling AS (
+    SELECT pg_advisory_xact_lock_shared($4) FROM sender
+), prior AS (
+    SELECT g.last_event FROM chat_groups g, settling WHERE g.id = $1 FOR NO KEY UPDATE OF g
+), seq AS (
+    UPDATE chat_groups g SET last_event = nextval('chat_events_seq')
+    FROM prior WHERE g.id = $1 RETURNING g.last_event
 ), stored AS (
-    INSERT INTO chat_messages (group_id, sender_id, content)
-    SELECT $1, $2, $3 FROM sender
+    INSERT INTO chat_messages (id, group_id, sender_id, content)
+    SELECT seq.last_event, $1, $2, $3 FROM seq
     RETURNING id, created_at
 )
-SELECT s.id, s.created_at, (SELECT username FROM sender)
+SELECT s.id, s.created_at, (SELECT username FROM sender), (SELECT last_event FROM prior)
 FROM chat_groups g LEFT JOIN stored s ON true WHERE g.id = $1";
 
-pub async fn post(pool: &Pool, new: &NewMessage) -> Result<Message, ChatError> {
+/// Stores a message; returns it with its place in the group's order.
+pub async fn post(pool: &Pool, new: &NewMessage) -> Result<(Message, Position), ChatError> {
     let client = client(pool).await?;
     let stmt = client.prepare_cached(POST).await.map_err(db)?;
     let row = client
-        .query_opt(&stmt, &[&new.group.get(), &new.sender.get(), &new.content])
+        .query_opt(
+            &stmt,
+            &[
+                &new.group.get(),
+                &new.sender.get(),
+                &new.content,
+                &SETTLE_LOCK,
+            ],
+        )
         .await
         .map_err(db)?
         .ok_or(ChatError::UnknownGroup)?;
     let Some(id) = row.try_get::<_, Option<i64>>(0).map_err(db)? else {
         return Err(ChatError::NotMember);
     };
-    Ok(Message {
+    let message = Message {
         id,
         group_id: new.group.get(),
         sender: Member {
@@ -217,54 +240,183 @@ pub async fn post(pool: &Pool, new: &NewMessage) -> Result<Message, ChatError> {
         },
         content: new.content.clone(),
         timestamp: row.try_get(1).map_err(db)?,
-    })
+    };
+    let prev = row.try_get(3).map_err(db)?;
+    Ok((message, Position { seq: id, prev }))
 }
 
-/// Deletes the message if `user` sent it. No row: no such message; `deleted` false: someone
-/// else's.
+/// Deletes the message if `user` sent it, and records the deletion as the group's next event
+/// (under the same locks as a post). No row: no such message; `mine` false: someone else's;
+/// `seq` NULL with `mine` true: deleted meanwhile by a concurrent request.
 const DELETE: &str = "\
 WITH target AS (SELECT id, group_id, sender_id FROM chat_messages WHERE id = $1),
-deleted AS (
-    DELETE FROM chat_messages m USING target t
-    WHERE m.id = t.id AND t.sender_id = $2 RETURNING m.id
+settling AS (SELECT pg_advisory_xact_lock_shared($3) FROM target WHERE sender_id = $2),
+prior AS (
+    SELECT g.last_event FROM chat_groups g JOIN target t ON g.id = t.group_id, settling
+    FOR NO KEY UPDATE OF g
+), deleted AS (
+    DELETE FROM chat_messages m USING prior WHERE m.id = $1 RETURNING m.id, m.group_id
+), seq AS (
+    UPDATE chat_groups g SET last_event = nextval('chat_events_seq')
+    FROM deleted d WHERE g.id = d.group_id RETURNING g.last_event
+), logged AS (
+    INSERT INTO chat_deletions (id, group_id, message_id)
+    SELECT seq.last_event, d.group_id, d.id FROM seq, deleted d RETURNING id
 )
-SELECT t.group_id, EXISTS (SELECT 1 FROM deleted) FROM target t";
+SELECT t.group_id, t.sender_id = $2, (SELECT id FROM logged), (SELECT last_event FROM prior)
+FROM target t";
 
-/// Deletes a message of `user`'s; returns its group (for the `message.deleted` event).
-pub async fn delete(pool: &Pool, message: MessageId, user: UserId) -> Result<GroupId, ChatError> {
+/// Deletes a message of `user`'s; returns its group and the deletion's place in its order
+/// (for the `message.deleted` event).
+pub async fn delete(
+    pool: &Pool,
+    message: MessageId,
+    user: UserId,
+) -> Result<(GroupId, Position), ChatError> {
     let client = client(pool).await?;
     let stmt = client.prepare_cached(DELETE).await.map_err(db)?;
     let row = client
-        .query_opt(&stmt, &[&message.get(), &user.get()])
+        .query_opt(&stmt, &[&message.get(), &user.get(), &SETTLE_LOCK])
         .await
         .map_err(db)?
         .ok_or(ChatError::UnknownMessage)?;
     if !row.try_get::<_, bool>(1).map_err(db)? {
         return Err(ChatError::NotSender);
     }
-    Ok(GroupId::from_db(row.try_get(0).map_err(db)?))
+    let seq: Option<i64> = row.try_get(2).map_err(db)?;
+    let seq = seq.ok_or(ChatError::UnknownMessage)?;
+    Ok((
+        GroupId::from_db(row.try_get(0).map_err(db)?),
+        Position {
+            seq,
+            prev: row.try_get(3).map_err(db)?,
+        },
+    ))
 }
 
-/// Whether the group exists and whether `user` is in it.
-const MEMBERSHIP: &str = "SELECT EXISTS (SELECT 1 FROM chat_groups WHERE id = $1), \
+/// The group's newest event (NULL: no such group) and whether `user` is in it.
+const MEMBERSHIP: &str = "SELECT (SELECT last_event FROM chat_groups WHERE id = $1), \
      EXISTS (SELECT 1 FROM chat_members WHERE group_id = $1 AND user_id = $2)";
 
-async fn check_member(client: &Object, group: GroupId, user: UserId) -> Result<(), ChatError> {
+/// The group's newest event id if `user` is a member of it.
+async fn check_member(client: &Object, group: GroupId, user: UserId) -> Result<i64, ChatError> {
     let stmt = client.prepare_cached(MEMBERSHIP).await.map_err(db)?;
     let row = client
         .query_one(&stmt, &[&group.get(), &user.get()])
         .await
         .map_err(db)?;
     match (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?) {
-        (false, _) => Err(ChatError::UnknownGroup),
-        (true, false) => Err(ChatError::NotMember),
-        (true, true) => Ok(()),
+        (None, _) => Err(ChatError::UnknownGroup),
+        (Some(_), false) => Err(ChatError::NotMember),
+        (Some(last), true) => Ok(last),
     }
 }
 
 /// 404 for no such group, 403 for a non-member; the WebSocket upgrade asks before it upgrades.
-pub async fn require_member(pool: &Pool, group: GroupId, user: UserId) -> Result<(), ChatError> {
+/// Returns the group's newest event id: a socket without `since` is live from there.
+pub async fn require_member(pool: &Pool, group: GroupId, user: UserId) -> Result<i64, ChatError> {
     check_member(&client(pool).await?, group, user).await
+}
+
+/// The groups' messages and deletions with `$2` < id ≤ `$3`, in id order, at most `$4`.
+const EVENTS: &str = "\
+SELECT * FROM (
+    (SELECT m.id, m.group_id, m.sender_id, u.username, m.content, m.created_at, NULL::bigint
+     FROM chat_messages m JOIN users u ON u.id = m.sender_id
+     WHERE m.group_id = ANY($1) AND m.id > $2 AND m.id <= $3 ORDER BY m.id LIMIT $4)
+    UNION ALL
+    (SELECT d.id, d.group_id, NULL, NULL, NULL, d.deleted_at, d.message_id
+     FROM chat_deletions d
+     WHERE d.group_id = ANY($1) AND d.id > $2 AND d.id <= $3 ORDER BY d.id LIMIT $4)
+) e ORDER BY 1 LIMIT $4";
+
+/// Most events one read returns; a longer history is read page by page.
+pub const EVENT_PAGE: i64 = 200;
+
+/// The events of `groups` after `after` and up to `upto`, in id order, as the frames their
+/// live subscribers got: `message.created` for every message still kept and
+/// `message.deleted` for every deletion (also of messages posted after `after`: deleted
+/// before this read, the reader never had them, and a deletion of an unknown id is a no-op).
+/// Each event's `prev` is the one before it in its group here (or `after`).
+pub async fn events_after(
+    pool: &Pool,
+    groups: &[GroupId],
+    after: Since,
+    upto: i64,
+) -> Result<Vec<Event>, ChatError> {
+    let client = client(pool).await?;
+    let stmt = client.prepare_cached(EVENTS).await.map_err(db)?;
+    let ids: Vec<i64> = groups.iter().map(|g| g.get()).collect();
+    let rows = client
+        .query(&stmt, &[&ids, &after.get(), &upto, &EVENT_PAGE])
+        .await
+        .map_err(db)?;
+    let mut prevs: Vec<(i64, i64)> = Vec::new();
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row.try_get(0).map_err(db)?;
+        let group: i64 = row.try_get(1).map_err(db)?;
+        let prev = match prevs.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, last)) => std::mem::replace(last, seq),
+            None => {
+                prevs.push((group, seq));
+                after.get()
+            }
+        };
+        let at = Position { seq, prev };
+        let group = GroupId::from_db(group);
+        events.push(match row.try_get::<_, Option<i64>>(6).map_err(db)? {
+            Some(deleted) => Event::message_deleted(group, MessageId::from_db(deleted), at),
+            None => {
+                let json = serde_json::to_string(&message(row)?)
+                    .expect("BUG: a message always serialises");
+                Event::message_created(group, &json, at)
+            }
+        });
+    }
+    Ok(events)
+}
+
+/// Each group's newest event id.
+const NEWEST: &str = "SELECT id, last_event FROM chat_groups WHERE id = ANY($1)";
+
+pub async fn newest_events(
+    pool: &Pool,
+    groups: &[GroupId],
+) -> Result<Vec<(GroupId, i64)>, ChatError> {
+    let client = client(pool).await?;
+    let stmt = client.prepare_cached(NEWEST).await.map_err(db)?;
+    let ids: Vec<i64> = groups.iter().map(|g| g.get()).collect();
+    let rows = client.query(&stmt, &[&ids]).await.map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                GroupId::from_db(r.try_get(0).map_err(db)?),
+                r.try_get(1).map_err(db)?,
+            ))
+        })
+        .collect()
+}
+
+/// The newest event id such that every event up to it has committed or rolled back: waits
+/// for the posts and deletions in flight (milliseconds), holding new ones back meanwhile.
+const SETTLE: &str = "SELECT pg_advisory_xact_lock($1)";
+const LAST_EVENT: &str = "SELECT last_value FROM chat_events_seq";
+
+pub async fn settled(pool: &Pool) -> Result<i64, ChatError> {
+    let mut client = client(pool).await?;
+    let tx = client.transaction().await.map_err(db)?;
+    let settle = tx.prepare_cached(SETTLE).await.map_err(db)?;
+    let last = tx.prepare_cached(LAST_EVENT).await.map_err(db)?;
+    tx.execute(&settle, &[&SETTLE_LOCK]).await.map_err(db)?;
+    let last = tx
+        .query_one(&last, &[])
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(last)
 }
 
 /// Newest first from the cursor; the caller turns the page around.

@@ -11,13 +11,15 @@ use ntex::web::{self, HttpRequest, HttpResponse};
 
 use super::hub::Wake;
 use super::model::{
-    same_user, ChatError, Event, Invalid, NotifyGroup, Said, StatusChange, StatusPoll, UserChange,
-    UserPoll, RECENT_MESSAGES,
+    same_user, ChatError, Event, GroupId, Invalid, NotifyGroup, Said, Since, StatusChange,
+    StatusPoll, Target, UserChange, UserPoll, RECENT_MESSAGES,
 };
 use super::{store, BIND_WAIT};
 use crate::error::{ApiError, ErrorResponse};
 use crate::json::respond;
 use crate::server::{resource, AppState};
+use crate::users::UserId;
+use serde_json::value::RawValue;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/subscribe/user").route(web::get().to(user)))
@@ -31,13 +33,20 @@ fn no_change() -> HttpResponse {
 }
 
 /// Waits for a new message in any group of the user (token required, `user_id` its own).
+///
+/// With `since` (the `seq` of the last event the client has), it answers at once if any of
+/// the user's groups has events after it — every one of them in id order, at most 200 per
+/// answer, under `events`, with the `since` of the next call under `next` — and otherwise
+/// waits as without. Nothing is skipped across groups: the answer only goes up to an id every
+/// post before which has committed.
 #[utoipa::path(get, path = "/subscribe/user", tag = "chat", security(("user" = [])),
     params(("user_id" = i64, Query, minimum = 1, description = "the token's user"),
         ("timeout" = Option<u64>, Query, minimum = 1, maximum = 60, description = "seconds to wait, default 25"),
+        ("since" = Option<i64>, Query, minimum = 0, description = "the `seq` of the last event seen (the previous answer's `next`)"),
         ("token" = Option<String>, Query, description = "the login token, for clients that cannot set headers")),
-    responses((status = 200, description = "a message was posted to one of the user's groups", body = UserChange),
+    responses((status = 200, description = "a message was posted to one of the user's groups (with since: events after it)", body = UserChange),
         (status = 204, description = "nothing before the timeout, the user is in no group, or the replica is stopping"),
-        (status = 400, description = "user_id or timeout malformed", body = ErrorResponse),
+        (status = 400, description = "user_id, timeout or since malformed", body = ErrorResponse),
         (status = 401, description = "missing, invalid or expired token", body = ErrorResponse),
         (status = 403, description = "user_id is not the token's user", body = ErrorResponse),
         (status = 503, description = "PostgreSQL unavailable, or replica fallen", body = ErrorResponse)))]
@@ -57,7 +66,13 @@ async fn user(
         return Ok(no_change());
     }
     state.chat.fanout().bound(BIND_WAIT).await;
+    // Registered before looking at PostgreSQL: a post committed after the look wakes it.
     let mut waiting = state.chat.wait_for_messages(&groups);
+    if let Some(since) = poll.since {
+        if let Some(change) = events_since(&state, poll.user, &groups, since).await? {
+            return Ok(respond(StatusCode::OK, &change));
+        }
+    }
     let woken = tokio::select! {
         woken = waiting.woken() => woken,
         _ = tokio::time::sleep(poll.timeout) => None,
@@ -67,6 +82,14 @@ async fn user(
     let Some(Wake::Message(group)) = woken else {
         return Ok(no_change());
     };
+    if let Some(since) = poll.since {
+        return Ok(
+            match events_since(&state, poll.user, &groups, since).await? {
+                Some(change) => respond(StatusCode::OK, &change),
+                None => no_change(),
+            },
+        );
+    }
     let recent_messages = store::recent(&state.pg, group, RECENT_MESSAGES).await?;
     Ok(respond(
         StatusCode::OK,
@@ -75,8 +98,53 @@ async fn user(
             user_id: poll.user.get(),
             notified_group: group.get(),
             recent_messages,
+            events: None,
+            next: None,
         },
     ))
+}
+
+/// The events of `groups` after `since` up to the settled horizon, as a `/subscribe/user`
+/// answer; `None` when there are none yet.
+async fn events_since(
+    state: &AppState,
+    user: UserId,
+    groups: &[GroupId],
+    since: Since,
+) -> Result<Option<UserChange>, ChatError> {
+    let horizon = store::settled(&state.pg).await?;
+    if horizon <= since.get() {
+        return Ok(None);
+    }
+    let events = store::events_after(&state.pg, groups, since, horizon).await?;
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    let group = match first.target {
+        Target::Group(group, _) => group,
+        Target::Notify(_) => return Ok(None),
+    };
+    let next = if events.len() as i64 >= store::EVENT_PAGE {
+        events
+            .last()
+            .and_then(|e| e.position)
+            .map_or(horizon, |at| at.seq)
+    } else {
+        horizon
+    };
+    let recent_messages = store::recent(&state.pg, group, RECENT_MESSAGES).await?;
+    let events = events
+        .into_iter()
+        .map(|e| RawValue::from_string(e.frame.to_string()).expect("BUG: every frame is JSON"))
+        .collect();
+    Ok(Some(UserChange {
+        change: true,
+        user_id: user.get(),
+        notified_group: group.get(),
+        recent_messages,
+        events: Some(events),
+        next: Some(next),
+    }))
 }
 
 /// Waits for this replica's status to change (`/fall`, `/revive`) or a `/notify` of the group

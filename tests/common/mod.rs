@@ -1,5 +1,7 @@
 //! Pieces several integration-test binaries share (each `mod common;`s it in).
 
+pub mod chat;
+
 use std::time::{Duration, Instant};
 
 /// Waits until some other session is blocked on a lock `tx` holds, so a test knows the request
