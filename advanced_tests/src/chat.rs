@@ -69,6 +69,17 @@ impl User {
     pub fn room(&self, base: &str, group: i64) -> Result<crate::ws::Socket, tungstenite::Error> {
         crate::ws::open(base, &format!("/ws/updates/{group}?token={}", self.token))
     }
+
+    /// Opens the room socket of `group` on `base`, resuming after event `since`.
+    pub fn room_since(
+        &self,
+        base: &str,
+        group: i64,
+        since: i64,
+    ) -> Result<crate::ws::Socket, tungstenite::Error> {
+        let path = format!("/ws/updates/{group}?token={}&since={since}", self.token);
+        crate::ws::open(base, &path)
+    }
 }
 
 /// The next event frame of a room socket within `limit`.

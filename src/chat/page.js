@@ -201,7 +201,9 @@ function openRoom(id) {
   closeRoom();
   showError();
   const group = groups.find((g) => g.id === id);
-  room = { id, messages: new Map(), deleted: new Set(), socket: null, failures: 0, timer: 0 };
+  // `seq`: the newest event of the group this page has (a message id, or a deletion's seq); a
+  // reopened socket asks for what came after it.
+  room = { id, messages: new Map(), deleted: new Set(), seq: null, socket: null, failures: 0, timer: 0 };
   sessionStorage.setItem('arena.chat.room', String(id));
   $('room').dataset.group = String(id);
   $('room-title').textContent = group ? `${group.name} #${id}` : `group #${id}`;
@@ -235,20 +237,23 @@ function setStatus(text) {
   status.dataset.state = text.split(' ')[0];
 }
 
-// The socket is opened before the page is read: an event landing between the two is then in
-// one or both, and merging by id keeps exactly one copy.
+// The first socket is opened before the page is read: an event landing between the two is then
+// in one or both, and merging by id keeps exactly one copy. A reopened socket asks for every event
+// after the newest one held (`?since=`): the server replays them, deletions included, then goes
+// live, so nothing is missed however long it was down and nothing needs re-reading.
 function connect(r) {
   setStatus(r.failures ? 'reconnecting' : 'connecting');
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const token = encodeURIComponent(session.get().token);
-  const ws = new WebSocket(`${scheme}//${location.host}/ws/updates/${r.id}?token=${token}`);
+  const since = r.seq === null ? '' : `&since=${r.seq}`;
+  const ws = new WebSocket(`${scheme}//${location.host}/ws/updates/${r.id}?token=${token}${since}`);
   r.socket = ws;
   let opened = false;
   ws.onopen = () => {
     opened = true;
     r.failures = 0;
     setStatus('live');
-    catchUp(r);
+    if (r.seq === null) catchUp(r);
   };
   ws.onmessage = (ev) => onEvent(r, JSON.parse(ev.data));
   ws.onclose = async () => {
@@ -274,12 +279,13 @@ function connect(r) {
 /** Reads the newest page and merges it; false when retrying cannot help. `probing`: the read
  * only asks why a socket was refused, and a passing failure already shows in the status. */
 async function catchUp(r, probing = false) {
-  // Once the rooms resume from a message id (`?since=`), ask for what came after the newest id held
-  // instead of re-reading the newest page: a gap longer than a page would then be filled too.
   try {
     const page = await api('GET', `/messages?groupId=${r.id}&limit=${PAGE_SIZE}`);
     if (room !== r) return false;
     mergePage(r, page);
+    // Every event up to the page's newest message is in the page or older than it.
+    const newest = page.messages.length ? page.messages[page.messages.length - 1].id : 0;
+    r.seq = Math.max(r.seq ?? 0, newest);
     return true;
   } catch (e) {
     if (room !== r) return false;
@@ -315,6 +321,7 @@ function add(r, messages) {
 
 function onEvent(r, ev) {
   if (room !== r) return;
+  if (typeof ev.seq === 'number' && r.seq !== null) r.seq = Math.max(r.seq, ev.seq);
   switch (ev.type) {
     case 'message.created':
       add(r, [ev.message]);
