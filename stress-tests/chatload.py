@@ -316,8 +316,11 @@ def stack_env():
 
 
 def read_pid(name):
+    path = os.path.join(STATE, "pids" if name.startswith("api") else "nginx", f"{name}.pid")
+    if name == "nginx" and os.environ.get("NGINX_PID_FILE"):  # another nginx than the stack's
+        path = os.environ["NGINX_PID_FILE"]
     try:
-        with open(os.path.join(STATE, "pids" if name.startswith("api") else "nginx", f"{name}.pid")) as f:
+        with open(path) as f:
             pid = int(f.read().strip())
         os.kill(pid, 0)
         return pid
@@ -688,6 +691,7 @@ async def main(a):
         phases["outside"] = lat_summary([l for l, t in zip(lat, C.lat_sent) if not any(s0 <= t < s1 for _, s0, s1 in spans)])
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     summary = {
+        "label": a.label, "command": " ".join(sys.argv[1:]),
         "sockets": a.sockets, "opened": opened, "rooms": a.rooms, "rate": a.rate, "duration_s": a.duration,
         "posts": {"sent": len(g.posts), "ok": statuses.get(201, 0),
                   "by_status": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))}},
@@ -788,6 +792,7 @@ def parse():
     p.add_argument("--stall", type=seconds, default=seconds(env("STALL")) if env("STALL", "") else None)
     p.add_argument("--memory", action="store_true", default=env("MEMORY", "0") == "1")
     p.add_argument("--json-out", default=env("JSON_OUT", ""))
+    p.add_argument("--label", default=env("LABEL", ""), help="names this run in the JSON line (results.py)")
     a = p.parse_args()
     a.base_url = a.base_url.rstrip("/")
     return a

@@ -21,7 +21,9 @@ import sys
 
 import charts
 
-RUNS = ["people", "faults", "accounts", "websocket", "chat", "ping-k6", "ping-wrk"]
+RUNS = ["people", "faults", "accounts", "websocket", "chat", "chat-faults", "chat-slow", "chat-10k", "ping-k6", "ping-wrk"]
+# The runs of stress-tests/chatload.py: their log's `chatload {…}` lines are the figures.
+CHATLOAD = ["chat-faults", "chat-slow", "chat-10k"]
 # Run with the caps lifted (issue 10 defines both ratios on the uncapped machine): their own
 # section, not in the per-service memory and throttling tables.
 UNCAPPED = ["ping-ceiling", "fib-gmp"]
@@ -175,10 +177,92 @@ def run_row(run_dir, name, meta):
                  f"duplicates {fmt_int(s.count('duplicate_deliveries'))}, closed early {fmt_int(s.count('sockets_closed_early'))}, "
                  f"posts failed {fmt_int(s.count('post_failed'))}")
         statuses, errors = s.statuses(), s.errors()
+    elif name in CHATLOAD:
+        runs = chatload_lines(log)
+        what = "chatload.py " + "; ".join(f"{r.get('label') or ''} {r.get('command', '')}".strip() for r in runs) if runs else f"chatload.py ({name})"
+        reqs = " + ".join(f"{fmt_int(r['posts']['ok'])} posts → {fmt_int(r['delivered'])} deliveries" for r in runs) or "–"
+        rate = " / ".join(f"{r['delivered'] / max(1, r['duration_s']):.1f}" for r in runs) or "–"
+        lat = " ; ".join(f"{ms(r['latency']['p50_ms'])} / {ms(r['latency']['p95_ms'])} / {ms(r['latency']['p99_ms'])} ms" for r in runs) or "–"
+        check = " ; ".join(f"delivered {fmt_int(r['delivered'])} of {fmt_int(r['expected'])} expected: lost {fmt_int(r['lost'])}, "
+                           f"duplicates {fmt_int(r['duplicates'])}, out of order {fmt_int(r['out_of_order'])}" for r in runs) or "see the log"
+        statuses = " ; ".join(", ".join(f"{k}: {fmt_int(v)}" for k, v in r["posts"]["by_status"].items()) for r in runs) or "–"
+        errors = " ; ".join(f"{fmt_int(r['opened'])} of {fmt_int(r['sockets'])} sockets opened, {fmt_int(r['reconnects'])} reconnects" for r in runs) or "–"
     else:
         return {"name": name, "result": result, "secs": secs, "ping": ping_rows(name, log)}
     return {"name": name, "what": what, "result": result, "secs": secs, "reqs": reqs, "rate": rate,
             "lat": lat, "statuses": statuses, "errors": errors, "check": check}
+
+
+def chatload_lines(log):
+    """The JSON summaries chatload.py printed, in order."""
+    out = []
+    for m in re.finditer(r"^chatload (\{.*\})\s*$", log, re.M):
+        try:
+            out.append(json.loads(m.group(1)))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def chatload_section(run_dir):
+    """The figures issue 18 asks for: the fault run, the stalled socket, the 10 000 sockets."""
+    doc = []
+    faults = chatload_lines(read(os.path.join(run_dir, "chat-faults.log")))
+    slow = chatload_lines(read(os.path.join(run_dir, "chat-slow.log")))
+    big = chatload_lines(read(os.path.join(run_dir, "chat-10k.log")))
+    if not (faults or slow or big):
+        return doc
+    doc += ["## Chat deliveries under faults, a stalled socket and 10 000 sockets (chatload.py)", "",
+            "`stress-tests/chatload.py`: room sockets through nginx, each reconnecting with `since=<last seq>` "
+            "when closed; per socket expected (every post to its room answered 201) vs delivered, duplicates (a seq "
+            "twice) and out of order (a seq below the last one). Latency is post→receipt. Generator CPU is "
+            "chatload.py's own (user + system) over the posting and drain.", ""]
+    lat = lambda p: f"{ms(p.get('p50_ms'))} / {ms(p.get('p99_ms'))} / {ms(p.get('max_ms'))} ms ({fmt_int(p.get('n') or 0)})" if p else "–"
+    cpu = lambda r: f"{r['generator_cpu']['cores']:.2f} cores ({r['generator_cpu']['us_per_delivery']} µs/delivery)"
+    for r in faults:
+        doc += [f"**Fault run** (`chatload.py {r.get('command', '')}`): {fmt_int(r['sockets'])} sockets, "
+                f"{r['rate']:g} posts/s for {r['duration_s']:g} s. Faults: "
+                + "; ".join(f"{f['fault']} at +{f['start_s']} s (done +{f['end_s']} s{', ' + f['note'] if f.get('note') else ''})"
+                            for f in r.get("faults", [])) + ".", "",
+                "| expected | delivered | lost | duplicates | out of order | unexpected (committed, no 201) | posts by status | reconnects | close codes | generator CPU |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+                f"| {fmt_int(r['expected'])} | {fmt_int(r['delivered'])} | {fmt_int(r['lost'])} ({r['sockets_with_loss']} sockets) | "
+                f"{fmt_int(r['duplicates'])} | {fmt_int(r['out_of_order'])} | {fmt_int(r['unexpected'])} | "
+                f"{', '.join(f'{k}: {v}' for k, v in r['posts']['by_status'].items())} | {fmt_int(r['reconnects'])} | "
+                f"{', '.join(f'{k}: {v}' for k, v in r['close_codes'].items()) or '–'} | {cpu(r)} |", "",
+                "Post→receipt p50 / p99 / max (deliveries) by when the message was posted (a fault's window runs "
+                "from its start to 5 s after it ended):", "",
+                "| posted | p50 / p99 / max |", "|---|---|",
+                f"| whole run | {lat(r['latency'])} |"]
+        doc += [f"| {'during ' + k if k != 'outside' else 'outside the faults'} | {lat(p)} |" for k, p in r.get("phases", {}).items()]
+        doc.append("")
+    if slow:
+        doc += ["**Slow consumer**: the same load twice, once with one socket (alone in a room of 2 KB posts) "
+                "that stops reading; the others' post→receipt compared.", "",
+                "| run | others: p50 / p99 / max | others lost / dup / out of order | the hot socket: closes (code at +s) | hot posts delivered | generator CPU |",
+                "|---|---|---|---|---|---|"]
+        for r in slow:
+            h = r.get("hot", {})
+            closes = ", ".join(f"{c['code']} at +{c['at_s']}" for c in h.get("closes", [])) or "none"
+            stalled = f" (stopped reading +{h['stalled_s'][0]}–{h['stalled_s'][1]} s)" if h.get("stalled_s") else ""
+            doc.append(f"| {r.get('label') or '?'}{stalled} | {lat(r['latency'])} | {fmt_int(r['lost'] - h.get('lost', 0))} / "
+                       f"{fmt_int(r['duplicates'] - h.get('duplicates', 0))} / {fmt_int(r['out_of_order'] - h.get('out_of_order', 0))} | "
+                       f"{closes} | {fmt_int(h.get('delivered', 0))} of {fmt_int(h.get('posts_ok', 0))} | {cpu(r)} |")
+        doc.append("")
+    for r in big:
+        doc += [f"**{fmt_int(r['sockets'])} room sockets** (`chatload.py {r.get('command', '')}`): {fmt_int(r['opened'])} opened, "
+                f"{r['rate']:g} posts/s for {r['duration_s']:g} s over {r['rooms']} rooms; delivered {fmt_int(r['delivered'])} of "
+                f"{fmt_int(r['expected'])}, lost {fmt_int(r['lost'])}, duplicates {fmt_int(r['duplicates'])}, out of order "
+                f"{fmt_int(r['out_of_order'])}; post→receipt {lat(r['latency'])}; reconnects {fmt_int(r['reconnects'])}, "
+                f"failed upgrades {r.get('open_failures') or 'none'}; generator {cpu(r)}.", "",
+                "| process | sockets | RSS idle → peak | RSS per 1 000 sockets | cgroup idle → peak | cgroup per 1 000 |",
+                "|---|---|---|---|---|---|"]
+        for n, m in (r.get("memory") or {}).items():
+            doc.append(f"| {n} | {fmt_int(m['sockets'] or 0)} | {m['idle_rss_mib']} → {m['peak_rss_mib']} MiB | {m['rss_mib_per_1k']} MiB | "
+                       f"{str(m.get('cgroup_idle_mib', '–')) + ' → ' + str(m.get('cgroup_peak_mib', '–')) + ' MiB' if 'cgroup_peak_mib' in m else '–'} | "
+                       f"{str(m['cgroup_mib_per_1k']) + ' MiB' if m.get('cgroup_mib_per_1k') is not None else '–'} |")
+        doc.append("")
+    return doc
 
 
 def service_tables(run_dir, rows, limits=None):
@@ -374,6 +458,7 @@ def emulated_sections(run_dir, meta):
         doc += ["## Runs", ""] + runs_table(rows)
 
     doc += service_tables(run_dir, rows)
+    doc += chatload_section(run_dir)
 
     ping = [r for r in rows if "ping" in r]
     if ping:
