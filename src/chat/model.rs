@@ -1020,6 +1020,40 @@ mod tests {
     }
 
     #[test]
+    fn since_is_a_whole_number_from_zero_on_the_upgrade_and_in_a_resume_frame() {
+        assert_eq!(parse_room_query("token=abc").unwrap(), None);
+        assert_eq!(parse_room_query("since=0&token=x").unwrap(), Some(Since(0)));
+        assert_eq!(parse_room_query("since=42").unwrap(), Some(Since(42)));
+        for bad in [
+            "since=-1",
+            "since=",
+            "since=1.5",
+            "since=x",
+            "since=99999999999999999999",
+        ] {
+            let e = parse_room_query(bad).unwrap_err();
+            assert!(
+                matches!(e, ChatError::BadQuery(Invalid { field: "since", .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_resume(r#"{"type":"resume","since":7}"#),
+            Some(Ok(Since(7)))
+        );
+        for bad in [
+            r#"{"type":"resume"}"#,
+            r#"{"type":"resume","since":-1}"#,
+            r#"{"type":"resume","since":"7"}"#,
+        ] {
+            assert_eq!(parse_resume(bad), Some(Err(SINCE)), "{bad}");
+        }
+        for other in ["hello", "{}", r#"{"type":"ping"}"#, r#"["resume"]"#] {
+            assert_eq!(parse_resume(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn an_event_survives_its_trip_through_the_broker() {
         let member = Member {
             id: 5,
