@@ -46,8 +46,10 @@ use crate::ws;
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Events a feed holds ahead of a gap; past it they are dropped here and re-read with the gap.
 const HELD_MAX: usize = 1024;
-/// A re-read that failed (PostgreSQL unreachable) is tried again after this.
-const RETRY: Duration = Duration::from_secs(1);
+/// A re-read that failed (PostgreSQL unreachable) is tried again after this, doubling up to
+/// [`RETRY_MAX`].
+const RETRY: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 /// A catching-up client may leave a page unread this long before it is closed as too slow.
 const CATCH_UP_STALL: Duration = Duration::from_secs(30);
 /// Close reason of a socket whose history could not be read.
@@ -465,6 +467,7 @@ async fn resync_feed(hub: Hub, group: GroupId, generation: u64) {
             .filter(|feed| feed.generation == generation)
             .map(|feed| feed.last)
     };
+    let mut retry = RETRY;
     loop {
         let Some(after) = current(&hub.0.subscribers.borrow()) else {
             return;
@@ -473,11 +476,12 @@ async fn resync_feed(hub: Hub, group: GroupId, generation: u64) {
         {
             Ok(page) => page,
             Err(e) => {
-                tracing::warn!(error = %crate::error::ErrorChain(&e), group = group.get(), "chat feed re-read failed; retrying");
+                tracing::warn!(error = %crate::error::ErrorChain(&e), group = group.get(), retry_in = ?retry, "chat feed re-read failed");
                 if hub.0.shutdown.is_stopping() {
                     return;
                 }
-                ntex::time::sleep(RETRY).await;
+                ntex::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
                 continue;
             }
         };

@@ -35,7 +35,8 @@ const CREDENTIALS: &str = "SELECT id, password_hash FROM users WHERE username = 
 /// Empties users and everything chat keeps about them. Ids are not restarted: a login token
 /// names its user by id for a day, and a reused id would let a token from before the reset
 /// act as whoever registers next.
-pub const RESET_SQL: &str = "TRUNCATE chat_messages, chat_members, chat_groups, users";
+pub const RESET_SQL: &str =
+    "TRUNCATE chat_deletions, chat_messages, chat_members, chat_groups, users";
 
 async fn client(pool: &Pool) -> Result<Object, UsersError> {
     crate::infra::postgres::checkout(pool)
