@@ -132,6 +132,11 @@ impl Feed {
     fn in_order(&self) -> bool {
         self.held.is_empty()
     }
+
+    /// Marks a re-read as started and names it for [`resync_feed`]; `None` while one runs.
+    fn begin_sync(&mut self) -> Option<u64> {
+        (!std::mem::replace(&mut self.syncing, true)).then_some(self.generation)
+    }
 }
 
 #[derive(Default)]
@@ -343,10 +348,7 @@ impl Hub {
                                 if feed.held.len() < HELD_MAX {
                                     feed.held.insert(at.seq, event.clone());
                                 }
-                                if !feed.syncing {
-                                    feed.syncing = true;
-                                    resync = Some((*group, feed.generation));
-                                }
+                                resync = feed.begin_sync().map(|generation| (*group, generation));
                             }
                         }
                     }
@@ -375,7 +377,12 @@ impl Hub {
             // The poll may have ended meanwhile (its timeout); then nobody listens.
             let _ = tx.send(wake);
         }
-        if let Some((group, generation)) = resync {
+        self.resync(resync);
+    }
+
+    /// Runs the re-reads just begun ([`Feed::begin_sync`]).
+    fn resync(&self, begun: impl IntoIterator<Item = (GroupId, u64)>) {
+        for (group, generation) in begun {
             ntex::rt::spawn(resync_feed(self.clone(), group, generation)).detach();
         }
     }
@@ -389,20 +396,15 @@ impl Hub {
     /// Starts a re-read of every feed that is not already re-reading (the broker link came
     /// back, or this worker fell behind the fan-out).
     fn resync_all(&self) {
-        let started: Vec<(GroupId, u64)> = {
-            let mut subs = self.0.subscribers.borrow_mut();
-            subs.rooms
-                .iter_mut()
-                .filter(|(_, feed)| !feed.syncing)
-                .map(|(group, feed)| {
-                    feed.syncing = true;
-                    (*group, feed.generation)
-                })
-                .collect()
-        };
-        for (group, generation) in started {
-            ntex::rt::spawn(resync_feed(self.clone(), group, generation)).detach();
-        }
+        let begun: Vec<(GroupId, u64)> = self
+            .0
+            .subscribers
+            .borrow_mut()
+            .rooms
+            .iter_mut()
+            .filter_map(|(group, feed)| feed.begin_sync().map(|generation| (*group, generation)))
+            .collect();
+        self.resync(begun);
     }
 
     /// Compares every feed's `last` with its group's newest id in PostgreSQL (one query) and
@@ -423,17 +425,18 @@ impl Hub {
                             .filter_map(|(group, newest)| {
                                 let feed = subs.rooms.get_mut(&group)?;
                                 let suspect = std::mem::replace(&mut feed.suspect, newest);
-                                (!feed.syncing && suspect > feed.last).then(|| {
-                                    feed.syncing = true;
-                                    (group, feed.generation)
-                                })
+                                (suspect > feed.last)
+                                    .then(|| {
+                                        feed.begin_sync().map(|generation| (group, generation))
+                                    })
+                                    .flatten()
                             })
                             .collect()
                     };
-                    for (group, generation) in behind {
+                    for _ in &behind {
                         metrics::chat_event("behind");
-                        ntex::rt::spawn(resync_feed(self.clone(), group, generation)).detach();
                     }
+                    self.resync(behind);
                 }
                 Err(e) => {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "chat feed check failed")
