@@ -163,14 +163,25 @@ fn two_browsers_on_two_replicas_chat_live_through_the_page() {
         assert_eq!(page.eval("idsAscending()"), json!(true));
     }
 
-    // B's socket drops and stays down (the browser offline) while A posts: B retries with
-    // backoff, and once back on line reconnects and reads what it missed from GET /messages.
+    // B's socket drops and stays down (the browser offline) while A posts one message and
+    // deletes another: B retries with backoff, and once back on line reopens its socket with
+    // `since` (the last event it had), which replays the post and the deletion.
     page_b.call("Network.enable", json!({}));
     page_b.offline(true);
     page_b.eval("statuses.length = 0; arenaChat.dropSocket()");
     let missed = format!("sent while B was away, {}", unique());
     page_a.send(&missed);
     page_a.wait_for_message(&missed);
+    page_a.eval(&format!(
+        "[...document.querySelectorAll('#messages li')] \
+           .find((li) => li.querySelector('.text').textContent === {}) \
+           .querySelector('.delete').click()",
+        json!(from_a)
+    ));
+    page_a.wait_for(
+        "A's message deleted on A's page",
+        &format!("!messages().includes({})", json!(from_a)),
+    );
     page_b.wait_for(
         "a reconnect refused while offline, and the next one scheduled",
         "statuses.filter((s) => s.startsWith('reconnecting in')).length >= 2",
@@ -184,8 +195,17 @@ fn two_browsers_on_two_replicas_chat_live_through_the_page() {
     page_b.offline(false);
     page_b.wait_for_message(&missed);
     page_b.wait_for("B live again", LIVE_GROUP);
+    page_b.wait_for(
+        "the deletion replayed on B's page",
+        &format!("!messages().includes({})", json!(from_a)),
+    );
     let shown = page_b.eval("messages()");
-    assert_eq!(shown, json!([from_a, from_b, missed]));
+    assert_eq!(shown, json!([from_b, missed]));
+    let url = page_b.eval("arenaChat.socketUrl()");
+    assert!(
+        url.as_str().is_some_and(|u| u.contains("&since=")),
+        "B's socket was not reopened with since: {url}"
+    );
 
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("out");
     std::fs::create_dir_all(&out).unwrap();

@@ -283,9 +283,12 @@ async function catchUp(r, probing = false) {
     const page = await api('GET', `/messages?groupId=${r.id}&limit=${PAGE_SIZE}`);
     if (room !== r) return false;
     mergePage(r, page);
-    // Every event up to the page's newest message is in the page or older than it.
-    const newest = page.messages.length ? page.messages[page.messages.length - 1].id : 0;
-    r.seq = Math.max(r.seq ?? 0, newest);
+    // First read: every event up to the page's newest message is in the page or older than it.
+    // Later reads (probing a refused socket) leave `seq` alone: a deletion of a message older
+    // than the page may lie between the two, and only the socket's replay brings it.
+    if (r.seq === null) {
+      r.seq = page.messages.length ? page.messages[page.messages.length - 1].id : 0;
+    }
     return true;
   } catch (e) {
     if (room !== r) return false;
@@ -391,8 +394,12 @@ setInterval(() => {
   if (room?.socket?.readyState === WebSocket.OPEN) room.socket.send('keepalive');
 }, KEEPALIVE_MS);
 
-// For the console and the browser test: drop the socket as a network failure would.
-window.arenaChat = { dropSocket: () => room?.socket?.close(4000, 'dropped by hand') };
+// For the console and the browser test: drop the socket as a network failure would, and see
+// which URL the socket was (re)opened with.
+window.arenaChat = {
+  dropSocket: () => room?.socket?.close(4000, 'dropped by hand'),
+  socketUrl: () => room?.socket?.url ?? null,
+};
 
 api('GET', '/ping')
   .then((r) => { $('replica').textContent = `replica ${r.instance}`; })
