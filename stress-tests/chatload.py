@@ -532,6 +532,11 @@ class Gen:
             await asyncio.sleep(wait)
         self.stalled = True
         self.stall_at = time.time()
+        self.log_marks = {}
+        for n in range(1, 33):  # where each local replica's log stood (the server's side of the close)
+            path = os.path.join(STATE, "logs", f"api{n}.log")
+            if os.path.exists(path):
+                self.log_marks[path] = os.path.getsize(path)
         if hot.proto is not None:
             hot.proto.transport.pause_reading()
         log(f"  hot socket stopped reading at +{self.stall_at - t0:.1f} s")
@@ -644,7 +649,7 @@ async def main(a):
     last_of = {k: max(v) for k, v in expect.items()}
     deadline = time.time() + a.drain
     while time.time() < deadline:
-        behind = sum(1 for s in g.socks if s.last < last_of.get(s.idx % a.rooms, 0))
+        behind = sum(1 for s in g.socks if s.first_open and s.last < last_of.get(s.idx % a.rooms, 0))
         if hot is not None and hot_expect and hot.last < max(hot_expect):
             behind += 1
         if behind == 0:
@@ -661,9 +666,19 @@ async def main(a):
     for _, st, _, _ in g.posts:
         statuses[st] = statuses.get(st, 0) + 1
     expected = delivered = lost = dup = ooo = unexpected = sockets_lossy = 0
+    never = sum(1 for s in g.socks if s.first_open is None)
+    gaps = behind_at_end = 0
     for s in g.socks:
+        if s.first_open is None:  # never upgraded: nothing was promised to it
+            continue
         exp = expect.get(s.idx % a.rooms, set())
         got = len(exp & s.seen)
+        if got < len(exp):
+            # A gap (a missing seq below one it got) is a real loss; only later ones missing means
+            # the socket was still catching up (or reconnecting) when the drain ended.
+            missing = exp - s.seen
+            gaps += sum(1 for q in missing if q < s.last)
+            behind_at_end += s.last < max(missing)
         expected += len(exp)
         delivered += got
         lost += len(exp) - got
@@ -692,11 +707,11 @@ async def main(a):
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     summary = {
         "label": a.label, "command": " ".join(sys.argv[1:]),
-        "sockets": a.sockets, "opened": opened, "rooms": a.rooms, "rate": a.rate, "duration_s": a.duration,
+        "sockets": a.sockets, "opened": opened, "never_opened": never, "rooms": a.rooms, "rate": a.rate, "duration_s": a.duration,
         "posts": {"sent": len(g.posts), "ok": statuses.get(201, 0),
                   "by_status": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))}},
         "expected": expected, "delivered": delivered, "lost": lost, "duplicates": dup, "out_of_order": ooo,
-        "unexpected": unexpected, "sockets_with_loss": sockets_lossy, "id_mismatch": C.id_mismatch,
+        "unexpected": unexpected, "sockets_with_loss": sockets_lossy, "lost_in_gaps": gaps, "sockets_behind_at_end": behind_at_end, "id_mismatch": C.id_mismatch,
         "latency": lat_summary(lat), "phases": phases, "faults": windows,
         "reconnects": sum(max(0, s.connects - 1) for s in g.socks),
         "close_codes": {str(k): v for k, v in sorted(C.close_codes.items())},
@@ -712,6 +727,19 @@ async def main(a):
               "reconnects": max(0, hot.connects - 1)}
         if a.stall is not None:
             hs["stalled_s"] = [round(g.stall_at - t0, 1), round(g.unstall_at - t0, 1)] if hasattr(g, "unstall_at") else None
+            # The replica logs the close it decided (ws.rs: "does not keep up"): when, and how much
+            # was unsent. The client itself can see the 1008 frame only if it gets past the data
+            # queued before it.
+            for path, mark in getattr(g, "log_marks", {}).items():
+                with open(path, "rb") as f:
+                    f.seek(mark)
+                    for line in f.read().decode(errors="replace").splitlines():
+                        m = re.match(r"(\S+Z).*does not keep up.*?pending=(\d+)", line)
+                        if m:
+                            from datetime import datetime
+                            at = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+                            hs.setdefault("server_closes", []).append(
+                                {"replica": os.path.basename(path)[:-4], "at_s": round(at - t0, 1), "pending_bytes": int(m.group(2))})
         summary["hot"] = hs
         summary["lost"] += hs["lost"]
         summary["duplicates"] += hot.dup
@@ -734,17 +762,22 @@ async def main(a):
     # --- human lines, then the JSON line ---------------------------------------------------
     L = summary["latency"]
     log(f"  posts: {len(g.posts)} sent, {statuses.get(201, 0)} answered 201, others {({k: v for k, v in statuses.items() if k != 201}) or 'none'}")
-    log(f"  deliveries: {delivered} of {expected} expected, lost {lost} ({sockets_lossy} sockets), duplicates {dup}, "
+    log(f"  deliveries: {delivered} of {expected} expected, lost {lost} ({sockets_lossy} sockets; {gaps} in gaps, "
+        f"{behind_at_end} sockets still behind at the end), duplicates {dup}, "
         f"out of order {ooo}, unexpected {unexpected} (committed without a 201 to us)")
     log(f"  post→receipt p50 {L['p50_ms']} / p95 {L['p95_ms']} / p99 {L['p99_ms']} / max {L['max_ms']} ms over {L['n']} deliveries")
     for name, p in phases.items():
         log(f"    posted {'during ' + name if name != 'outside' else 'outside the faults'}: {p['n']} deliveries, "
             f"p50 {p['p50_ms']} / p99 {p['p99_ms']} / max {p['max_ms']} ms")
+    if never:
+        log(f"  {never} sockets never opened (not counted as expecting anything): failed upgrades {C.open_refused}")
     log(f"  reconnects {summary['reconnects']}, close codes {summary['close_codes'] or 'none'}")
     if hot is not None:
         h = summary["hot"]
         log(f"  hot socket: {h['delivered']} of {h['posts_ok']} hot posts, lost {h['lost']}, dup {h['duplicates']}, "
-            f"closes {h['closes'] or 'none'}, reconnects {h['reconnects']}")
+            f"closes seen by the client {h['closes'] or 'none'}, reconnects {h['reconnects']}")
+        for c in h.get("server_closes", []):
+            log(f"    {c['replica']} closed it as too slow (1008) at +{c['at_s']} s with {c['pending_bytes']} bytes unsent")
     if a.memory:
         for n, m in summary["memory"].items():
             cg = f", cgroup {m['cgroup_idle_mib']} → {m['cgroup_peak_mib']} MiB ({m['cgroup_mib_per_1k']} per 1k)" if "cgroup_peak_mib" in m else ""
