@@ -415,6 +415,8 @@ def main():
         doc += side_by_side(run_dir, containers, meta)
     if "swarm" in legs:
         doc += swarm_section(os.path.join(run_dir, "swarm"))
+    if "peers" in legs:
+        doc += peers_section(os.path.join(run_dir, "peers"))
     doc += charts_section(run_dir, out, meta)
 
     old = read(out)
@@ -554,6 +556,22 @@ def charts_section(run_dir, out, meta):
     for leg, run, name, why in drawn:
         doc.append(f"### {run}, {leg}")
         doc += ["", f"![{run}, {leg}](charts/{name})" if name else f"No chart: {why}.", ""]
+    return doc
+
+
+def peers_section(run_dir):
+    """side_by_side.py's tables (it writes them itself), or why the leg was skipped."""
+    doc = ["## Beside the Rinha entries", ""]
+    skipped = read(os.path.join(run_dir, "skipped")).strip()
+    tables = read(os.path.join(run_dir, "side-by-side.md")).strip()
+    if skipped:
+        doc += [f"Skipped: {skipped}.", ""]
+    elif tables:
+        doc += ["`stress-tests/side_by_side.py` (the `peers` leg): the same k6 profile against Arena and against the "
+                "peer, built from its public source and run natively by `../shared/peers/<peer>/up.sh --limits`.", "",
+                tables, ""]
+    else:
+        doc += [f"No figures: see `{run_dir}/side-by-side.log`.", ""]
     return doc
 
 
