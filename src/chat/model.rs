@@ -273,17 +273,22 @@ fn pairs(query: &str) -> Result<Vec<(String, String)>, ChatError> {
     json::query_pairs(query).ok_or(bad_query("query", "must be a URL-encoded query string"))
 }
 
+/// The value of `key` in a query string's pairs; given twice, the last one counts.
+fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The value of a required id parameter.
 fn required_query<T>(
     pairs: &[(String, String)],
     key: &'static str,
     parse: fn(&str, &'static str) -> Result<T, ChatError>,
 ) -> Result<T, ChatError> {
-    let (_, value) = pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .ok_or(bad_query(key, "is required"))?;
+    let value = query_value(pairs, key).ok_or(bad_query(key, "is required"))?;
     parse(value, key)
 }
 
@@ -316,9 +321,9 @@ impl Since {
 const SINCE: &str = "must be a whole number from 0 (the id of the last event seen)";
 
 fn optional_since(pairs: &[(String, String)]) -> Result<Option<Since>, ChatError> {
-    match pairs.iter().rev().find(|(k, _)| k == "since") {
+    match query_value(pairs, "since") {
         None => Ok(None),
-        Some((_, v)) => Since::parse(v).map(Some).ok_or(bad_query("since", SINCE)),
+        Some(v) => Since::parse(v).map(Some).ok_or(bad_query("since", SINCE)),
     }
 }
 
@@ -390,9 +395,9 @@ pub fn parse_group_users_query(query: &str) -> Result<GroupId, ChatError> {
 /// How long a long-poll waits: `timeout` in whole seconds, default 25; more than 60 waits 60
 /// (SPEC: "max 60" — a client asking longer gets the longest there is, not an error).
 fn timeout(pairs: &[(String, String)]) -> Result<std::time::Duration, ChatError> {
-    let secs = match pairs.iter().rev().find(|(k, _)| k == "timeout") {
+    let secs = match query_value(pairs, "timeout") {
         None => POLL_DEFAULT_SECS,
-        Some((_, v)) => json::digits(v)
+        Some(v) => json::digits(v)
             .and_then(|n| u64::try_from(n).ok())
             .filter(|n| *n >= 1)
             .ok_or(bad_query(
@@ -471,9 +476,9 @@ pub struct StatusPoll {
 impl StatusPoll {
     pub fn parse(query: &str) -> Result<Self, ChatError> {
         let pairs = pairs(query)?;
-        let group = match pairs.iter().rev().find(|(k, _)| k == "group") {
+        let group = match query_value(&pairs, "group") {
             None => NotifyGroup(NotifyGroup::ALL.into()),
-            Some((_, g)) => NotifyGroup::parse(g).ok_or(bad_query(
+            Some(g) => NotifyGroup::parse(g).ok_or(bad_query(
                 "group",
                 "must be 1-64 characters of A-Z a-z 0-9 _ . -",
             ))?,

@@ -318,6 +318,11 @@ pub async fn require_member(pool: &Pool, group: GroupId, user: UserId) -> Result
     check_member(&client(pool).await?, group, user).await
 }
 
+/// Group ids as a `bigint[]` parameter (`= ANY($1)`).
+fn ids(groups: &[GroupId]) -> Vec<i64> {
+    groups.iter().map(|g| g.get()).collect()
+}
+
 /// The groups' messages and deletions with `$2` < id ≤ `$3`, in id order, at most `$4`.
 const EVENTS: &str = "\
 SELECT * FROM (
@@ -346,9 +351,8 @@ pub async fn events_after(
 ) -> Result<Vec<Event>, ChatError> {
     let client = client(pool).await?;
     let stmt = client.prepare_cached(EVENTS).await.map_err(db)?;
-    let ids: Vec<i64> = groups.iter().map(|g| g.get()).collect();
     let rows = client
-        .query(&stmt, &[&ids, &after.get(), &upto, &EVENT_PAGE])
+        .query(&stmt, &[&ids(groups), &after.get(), &upto, &EVENT_PAGE])
         .await
         .map_err(db)?;
     let mut prevs: Vec<(i64, i64)> = Vec::new();
@@ -386,8 +390,7 @@ pub async fn newest_events(
 ) -> Result<Vec<(GroupId, i64)>, ChatError> {
     let client = client(pool).await?;
     let stmt = client.prepare_cached(NEWEST).await.map_err(db)?;
-    let ids: Vec<i64> = groups.iter().map(|g| g.get()).collect();
-    let rows = client.query(&stmt, &[&ids]).await.map_err(db)?;
+    let rows = client.query(&stmt, &[&ids(groups)]).await.map_err(db)?;
     rows.iter()
         .map(|r| {
             Ok((

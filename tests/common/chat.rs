@@ -47,8 +47,18 @@ pub fn group(app: &TestServer, creator: &Person, members: &[&Person], max: Optio
 }
 
 pub fn post(app: &TestServer, who: &Person, group: i64, content: &str) -> (u16, Value) {
+    post_at(&app.url(""), who, group, content)
+}
+
+/// [`post`] to the server at `base` (a URL can cross threads; a `TestServer` cannot).
+pub fn post_at(base: &str, who: &Person, group: i64, content: &str) -> (u16, Value) {
     let body = json!({"userId": who.id, "groupId": group, "content": content});
-    call("POST", &app.url("/messages"), Some(&who.token), Some(&body))
+    call(
+        "POST",
+        &format!("{base}/messages"),
+        Some(&who.token),
+        Some(&body),
+    )
 }
 
 /// Posts and returns the new message's id (panics on anything but 201).
@@ -56,15 +66,9 @@ pub fn said(app: &TestServer, who: &Person, group: i64, content: &str) -> i64 {
     said_at(&app.url(""), who, group, content)
 }
 
-/// [`said`] to the server at `base` (a URL can cross threads; a `TestServer` cannot).
+/// [`said`] to the server at `base`.
 pub fn said_at(base: &str, who: &Person, group: i64, content: &str) -> i64 {
-    let body = json!({"userId": who.id, "groupId": group, "content": content});
-    let (status, message) = call(
-        "POST",
-        &format!("{base}/messages"),
-        Some(&who.token),
-        Some(&body),
-    );
+    let (status, message) = post_at(base, who, group, content);
     assert_eq!(status, 201, "{message}");
     message["id"].as_i64().unwrap()
 }
