@@ -46,7 +46,8 @@ counters() {  # svc oom_kills throttled_seconds, for every service
 }
 
 # A copy of a k6 script that also counts answers by status (thresholds on http_reqs{status:…}
-# that always pass make k6 export those counts) and exports p(95)/p(99) of every trend.
+# that always pass make k6 export those counts) and exports p(95)/p(99)/p(99.9) of every trend.
+# Needs `here` (stress-tests/) and OUT (where the copy goes); side_by_side.py calls it too.
 k6_wrap() {
     local src=$here/$1 out=$OUT/wrap-$1
     {
@@ -58,7 +59,7 @@ const thresholds = Object.assign({}, s.options.thresholds || {});
 for (const st of [0, 200, 201, 204, 400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504]) {
   thresholds[`http_reqs{status:${st}}`] = ['count>=0'];
 }
-const stats = [...new Set([...(s.options.summaryTrendStats || ['avg', 'min', 'med', 'max']), 'med', 'p(95)', 'p(99)', 'max'])];
+const stats = [...new Set([...(s.options.summaryTrendStats || ['avg', 'min', 'med', 'max']), 'med', 'p(95)', 'p(99)', 'p(99.9)', 'max'])];
 export const options = Object.assign({}, s.options, { thresholds, summaryTrendStats: stats });
 JS
     } >"$out"
