@@ -105,6 +105,13 @@ pub struct Config {
     /// stay under PostgreSQL's max_connections (100 by default): 2 x 1 x 16 + 4 leaves room.
     #[arg(long, env = "PG_POOL_SIZE", default_value_t = 16, global = true)]
     pub pg_pool_size: usize,
+    /// PostgreSQL connections each worker opens (and prepares its hot statements on) as it
+    /// starts, instead of on the first requests that need them; at most PG_POOL_SIZE, 0 = all
+    /// on demand. Half the pool: two replicas meet a 16-request burst ready (accounts opens
+    /// with 25 debits at once, which queue on one row anyway), and a rolling update that runs
+    /// three replicas for a while does not add 48 backends to the db's 200 MB at once.
+    #[arg(long, env = "PG_WARM", default_value_t = 8, global = true)]
+    pub pg_warm: usize,
     /// Redis connections per worker; Redis multiplexes cheaply, a few suffice.
     #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 8, global = true)]
     pub redis_pool_size: usize,

@@ -223,6 +223,12 @@ fn build(
         let state = shared
             .worker_state()
             .expect("BUG: pool settings were validated at start");
+        ntex::rt::spawn(infra::postgres::warm(
+            state.pg.clone(),
+            shared.config.pg_warm,
+            &[accounts::store::PREPARED, people::store::PREPARED],
+        ))
+        .detach();
         App::new().state(state).configure(routes).default_service(
             observed(ops::metrics::UNMATCHED, Gate::WhenFallen)
                 .route(web::route().to(error::not_found)),
@@ -344,6 +350,11 @@ impl TestServer {
         // test set itself differs from the environment's and is kept.
         if config.instance_name == Config::from_env().instance_name {
             config.instance_name = format!("test-{}", uuid::Uuid::new_v4().simple());
+        }
+        // Tests start dozens of servers against one PostgreSQL (max_connections 100): each opens
+        // connections as its requests need them, unless the test asked for a warm pool.
+        if config.pg_warm == Config::from_env().pg_warm {
+            config.pg_warm = 0;
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let addr = listener

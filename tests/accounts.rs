@@ -366,3 +366,21 @@ fn realizada_em_is_read_after_the_wait_for_the_account_lock() {
         "realizada_em {realizada_em} is before the lock was released at {released_at}"
     );
 }
+
+/// A worker's pool is opened and prepared before the first burst needs it, and never past its
+/// size; an unreachable PostgreSQL leaves the pool empty instead of failing.
+#[test]
+fn warm_opens_the_pool_ahead_of_requests() {
+    let url = config().database_url;
+    infra::block_on(async move {
+        let pool = infra::postgres::pool(&url, 3).expect("pool");
+        infra::postgres::warm(pool.clone(), 5, &[store::PREPARED]).await;
+        let status = pool.status();
+        assert_eq!((status.size, status.available), (3, 3), "{status:?}");
+
+        let nowhere =
+            infra::postgres::pool("postgres://postgres@127.0.0.1:1/arena", 2).expect("pool");
+        infra::postgres::warm(nowhere.clone(), 2, &[store::PREPARED]).await;
+        assert_eq!(nowhere.status().size, 0);
+    });
+}

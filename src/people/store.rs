@@ -469,6 +469,8 @@ const SEARCH_PROBE_SQL: &str = "SELECT people_search($1, $2)";
 /// 50th match. `busca || ''` so a generic plan never picks the index, which it would read whole.
 const SEARCH_SCAN_SQL: &str = "SELECT json FROM pessoas WHERE (busca || '') LIKE $1 LIMIT 50";
 const COUNT_SQL: &str = "SELECT count(*) FROM pessoas";
+/// Prepared on every connection a worker opens at start (`infra::postgres::warm`).
+pub const PREPARED: &[&str] = &[FIND_SQL, SEARCH_PROBE_SQL, SEARCH_SCAN_SQL, COUNT_SQL];
 /// What [`restore_apelidos`] copies back into Redis after Redis lost its data.
 const APELIDOS_SQL: &str = "SELECT apelido, id FROM pessoas";
 /// One statement per batch; `ON CONFLICT (id) DO NOTHING` makes a redelivered batch a no-op.
