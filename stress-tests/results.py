@@ -406,6 +406,13 @@ def main():
                f"Logs: `{run_dir}`.")
     doc.append("")
     legs = meta.get("legs", "emulated").split()
+    old = read(out)
+    if legs == ["peers"] and old.startswith(doc[0]):
+        # A side-by-side alone (`LEGS=peers`) replaces its own section of the existing file and
+        # leaves the other legs' figures as their run wrote them; the section names its run.
+        with open(out, "w") as f:
+            f.write(replace_section(old, "\n".join(peers_section(os.path.join(run_dir, "peers"), meta))))
+        return
     if "emulated" in legs:
         doc += emulated_sections(run_dir, meta)
     containers = os.path.join(run_dir, "containers")
@@ -419,7 +426,6 @@ def main():
         doc += peers_section(os.path.join(run_dir, "peers"))
     doc += charts_section(run_dir, out, meta)
 
-    old = read(out)
     tuning = TUNING_DEFAULT
     if TUNING_HEADER in old:
         tail = old[old.index(TUNING_HEADER):]
@@ -559,9 +565,28 @@ def charts_section(run_dir, out, meta):
     return doc
 
 
-def peers_section(run_dir):
-    """side_by_side.py's tables (it writes them itself), or why the leg was skipped."""
-    doc = ["## Beside the Rinha entries", ""]
+PEERS_HEADER = "## Beside the Rinha entries"
+
+
+def replace_section(doc, section):
+    """`doc` with its PEERS_HEADER section replaced by `section` (put before the charts, or at
+    the end, when it has none)."""
+    section = section.rstrip("\n") + "\n\n"
+    if PEERS_HEADER in doc:
+        start = doc.index(PEERS_HEADER)
+        end = doc.find("\n## ", start + 1)
+        return doc[:start] + section + ("" if end < 0 else doc[end + 1:])
+    at = doc.find("\n## Charts")
+    return doc + "\n" + section if at < 0 else doc[:at + 1] + section + doc[at + 1:]
+
+
+def peers_section(run_dir, meta=None):
+    """side_by_side.py's tables (it writes them itself), or why the leg was skipped. `meta`
+    when the leg ran alone: the section then says which run it is."""
+    doc = [PEERS_HEADER, ""]
+    if meta:
+        doc += [f"From a run of this leg alone on {meta.get('date', '?')} (commit {meta.get('commit', '?')}; "
+                f"`LEGS=peers stress-tests/run`); the sections above are from the run named at the top.", ""]
     skipped = read(os.path.join(run_dir, "skipped")).strip()
     tables = read(os.path.join(run_dir, "side-by-side.md")).strip()
     if skipped:
