@@ -44,6 +44,10 @@ use crate::ws;
 /// How often a worker compares its feeds with PostgreSQL: an event whose broker message was
 /// lost, and after which nothing else was posted to its group, waits at most two of these.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How often every room socket gets a ping frame. A quiet room sends nothing, and a proxy
+/// closes a connection that stays silent past its read timeout (nginx: 75 s, nginx/nginx.conf);
+/// the ping also finds a peer that vanished without closing.
+const PING_EVERY: Duration = Duration::from_secs(30);
 /// Events a feed holds ahead of a gap; past it they are dropped here and re-read with the gap.
 const HELD_MAX: usize = 1024;
 /// A re-read that failed (PostgreSQL unreachable) is tried again after this, doubling up to
@@ -446,17 +450,26 @@ impl Hub {
         self.0.checking.set(false);
     }
 
-    fn close_rooms(&self) {
-        let sinks: Vec<Sink> = self
-            .0
+    fn room_sinks(&self) -> Vec<Sink> {
+        self.0
             .subscribers
             .borrow()
             .rooms
             .values()
             .flat_map(|feed| feed.seats.values().map(|seat| seat.sink.clone()))
-            .collect();
-        for sink in &sinks {
+            .collect()
+    }
+
+    fn close_rooms(&self) {
+        for sink in &self.room_sinks() {
             ws::close(sink, CloseCode::Away, ws::GOING_AWAY);
+        }
+    }
+
+    /// A ping on every room socket, through the same send bound as events.
+    fn ping_rooms(&self) {
+        for sink in &self.room_sinks() {
+            ws::deliver(sink, Message::Ping(Default::default()), self.0.max_pending);
         }
     }
 }
@@ -589,6 +602,8 @@ async fn dispatcher(hub: Hub, mut events: broadcast::Receiver<Arc<Event>>) {
     let mut links = hub.0.fanout.links();
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stopped => break,
@@ -611,6 +626,7 @@ async fn dispatcher(hub: Hub, mut events: broadcast::Receiver<Arc<Event>>) {
             _ = check.tick() => {
                 ntex::rt::spawn(hub.clone().check_feeds()).detach();
             }
+            _ = ping.tick() => hub.ping_rooms(),
         }
     }
     hub.close_rooms();
