@@ -421,3 +421,32 @@ fn subscribe_user_with_since_answers_every_later_event_of_all_the_users_groups()
         assert_eq!(status, 204, "nothing after the last answer: {body}");
     });
 }
+
+/// A room where nobody posts still hears from the server: a ping within its 30 s, which keeps a
+/// proxy's read timeout (nginx: 75 s) from closing the quiet socket.
+#[test]
+fn a_quiet_room_socket_is_pinged_every_30_s() {
+    let app = app();
+    let alice = person(&app, "alice");
+    let g = group(&app, &alice, &[], None);
+    let mut socket = room(app.addr, g, &alice.token).unwrap();
+    socket
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        match socket.read() {
+            Ok(Message::Ping(_)) => break,
+            Ok(Message::Text(text)) => panic!("nothing was posted, yet: {text}"),
+            Ok(_) => {}
+            Err(e) => panic!("no ping after {:?}: {e}", started.elapsed()),
+        }
+    }
+    // The socket is still a room socket: a post reaches it.
+    let m = said(&app, &alice, g, "after the ping");
+    assert_eq!(
+        next_event(&mut socket, Duration::from_secs(5))["seq"].as_i64(),
+        Some(m)
+    );
+}
