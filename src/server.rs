@@ -348,12 +348,13 @@ impl TestServer {
         // that live replica: its start-up cleanup (`fib::forget_previous_run`) deletes every row
         // of the name connected before it started, i.e. the live replica's users. A name the
         // test set itself differs from the environment's and is kept.
-        if config.instance_name == Config::from_env().instance_name {
+        let defaults = Config::from_env();
+        if config.instance_name == defaults.instance_name {
             config.instance_name = format!("test-{}", uuid::Uuid::new_v4().simple());
         }
         // Tests start dozens of servers against one PostgreSQL (max_connections 100): each opens
         // connections as its requests need them, unless the test asked for a warm pool.
-        if config.pg_warm == Config::from_env().pg_warm {
+        if config.pg_warm == defaults.pg_warm {
             config.pg_warm = 0;
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

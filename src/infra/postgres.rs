@@ -70,10 +70,19 @@ pub async fn warm(pool: Pool, n: usize, statements: &[&[&str]]) {
     }))
     .await;
     let ready = prepared.iter().filter(|r| r.is_ok()).count();
-    match conns.iter().find_map(|c| c.as_ref().err()) {
+    // A connection that failed to open, or one whose prepare failed (it stays in the pool).
+    let error = conns
+        .iter()
+        .find_map(|c| c.as_ref().err().map(ToString::to_string))
+        .or_else(|| {
+            prepared
+                .iter()
+                .find_map(|r| r.as_ref().err().map(ToString::to_string))
+        });
+    match error {
         None => tracing::debug!(ready, elapsed = ?started.elapsed(), "postgres connections warmed"),
-        Some(e) => {
-            tracing::warn!(ready, of = n, error = %e, "postgres connections not all warmed; the rest open on demand")
+        Some(error) => {
+            tracing::warn!(ready, of = n, %error, "postgres connections not all warmed; the rest open on demand")
         }
     }
 }
