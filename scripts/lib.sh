@@ -24,6 +24,21 @@ esac
 # (build each, copy it aside, run the stack on one, then the other).
 if [ -n "${ARENA_BIN:-}" ]; then BIN=$(readlink -f "$ARENA_BIN"); fi
 mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/started"
+# The compose files that define this stack's budget, read as `docker compose` reads them:
+# COMPOSE_FILE, colon-separated, later files overriding earlier ones key by key (paths relative
+# to the repository); docker-compose.yml alone by default. scripts/up --limits takes its caps from
+# them, scripts/docker-up and docker-down pass them as -f. With docker-compose.chat.yml on top,
+# the chat-scale budget (10 000 room sockets through nginx; the file says what it moves).
+# COMPOSE_F holds them as docker compose's arguments (-f a -f b).
+COMPOSE_FILES=() COMPOSE_F=()
+IFS=: read -ra _compose_files <<<"${COMPOSE_FILE:-docker-compose.yml}"
+for _f in "${_compose_files[@]}"; do
+    [[ $_f = /* ]] || _f=$ROOT/$_f
+    [ -f "$_f" ] || { echo "COMPOSE_FILE names $_f, which does not exist" >&2; exit 2; }
+    COMPOSE_FILES+=("$_f") COMPOSE_F+=(-f "$_f")
+done
+unset _f _compose_files
+compose_names() { local f n=(); for f in "${COMPOSE_FILES[@]}"; do n+=("${f#"$ROOT"/}"); done; local IFS=+; echo "${n[*]}"; }
 
 log() { printf '\033[1m[arena]\033[0m %s\n' "$*" >&2; }
 

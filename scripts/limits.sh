@@ -1,6 +1,7 @@
 # The docker-compose budget without Docker: with `scripts/up --limits` every service of the local
 # stack runs in its own cgroup with the CPU quota and memory limit docker-compose.yml gives it
-# (deploy.resources.limits, read from the file so the two cannot drift). Sourced after lib.sh by
+# (deploy.resources.limits, read from the file so the two cannot drift; with COMPOSE_FILE, from
+# those files merged as compose merges them: lib.sh). Sourced after lib.sh by
 # scripts/up, scripts/down and stress-tests/run; also a command:
 #   scripts/limits.sh status     the caps as applied (the table scripts/up --limits prints)
 #   scripts/limits.sh off        lift them: processes back where they were, cgroups removed
@@ -79,10 +80,12 @@ in_cgroup() {
     for ctrl in $(cg_ctrls); do [ "$(proc_cgroup "$1" "$ctrl")" = "/arena/$LIMITS_ID/$2" ] || return 1; done
 }
 
-# "service cpus memory" for each service of docker-compose.yml with deploy.resources.limits
-# (inline `limits: { cpus: "0.3", memory: "60MB" }` or one key a line).
+# "service cpus memory" for each service of the compose files (COMPOSE_FILES, lib.sh) with
+# deploy.resources.limits (inline `limits: { cpus: "0.3", memory: "60MB" }` or one key a line);
+# a later file's value replaces an earlier one's, key by key, as compose merges them.
 compose_limits() {
     awk '
+        FNR == 1 { insvc = 0; lim = 0; svc = "" }
         /^services:/ { insvc = 1; next }
         insvc && /^[^ #]/ { insvc = 0 }
         !insvc { next }
@@ -92,7 +95,23 @@ compose_limits() {
         lim && match($0, /cpus:[^0-9,}]*[0-9.]+/) { v = substr($0, RSTART, RLENGTH); sub(/^cpus:[^0-9]*/, "", v); cpus[svc] = v; seen[svc] = 1 }
         lim && match($0, /memory:[^0-9,}]*[0-9.]+[A-Za-z]*/) { v = substr($0, RSTART, RLENGTH); sub(/^memory:[^0-9]*/, "", v); mem[svc] = v; seen[svc] = 1 }
         END { for (s in seen) print s, (s in cpus ? cpus[s] : "-"), (s in mem ? mem[s] : "-") }
-    ' "$ROOT/docker-compose.yml"
+    ' "${COMPOSE_FILES[@]}"
+}
+# The value service $1's `environment:` map gives variable $2 in the compose files (the last
+# file that sets it wins), empty when none does. Only a service's own map: one merged in from
+# an x- anchor is not seen, so this is for what an override file sets.
+compose_env() {
+    awk -v want="$1" -v key="$2" '
+        FNR == 1 { insvc = 0; env = 0; svc = "" }
+        /^services:/ { insvc = 1; next }
+        insvc && /^[^ #]/ { insvc = 0 }
+        !insvc { next }
+        /^  [A-Za-z0-9_.-]+:/ { svc = $1; sub(/:.*/, "", svc); env = 0; next }
+        env && match($0, /[^ ]/) <= envind { env = 0 }
+        svc == want && /^ *environment:/ { env = 1; envind = match($0, /[^ ]/); next }
+        env && $1 == key ":" { v = $0; sub(/^[^:]*:[ ]*/, "", v); sub(/[ ]+#.*/, "", v); gsub(/^["\047]|["\047]$/, "", v); val = v }
+        END { print val }
+    ' "${COMPOSE_FILES[@]}"
 }
 # Docker's units: 60MB, 60m and 60MiB are all 60 × 1024² bytes.
 mem_bytes() {
@@ -338,7 +357,7 @@ limits_table() {
     done
     local ctrl where=()
     for ctrl in $(cg_ctrls); do where+=("$(dirname "$(cg_dir_of "$ctrl" x)")"); done
-    log "limits: cgroup v$CG_VERSION, ${where[*]} (docker-compose.yml deploy.resources.limits; CPU period ${CG_PERIOD}µs)"
+    log "limits: cgroup v$CG_VERSION, ${where[*]} ($(compose_names) deploy.resources.limits; CPU period ${CG_PERIOD}µs)"
 }
 
 limits_status() {

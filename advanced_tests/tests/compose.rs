@@ -1,18 +1,47 @@
 //! docker-compose.yml's shape and resource budget, checked as data, as it is published (every
 //! `${VAR:-default}` at its default, i.e. the official images): every service limited, the
 //! totals (each service times its replicas) within 1.5 CPU and 550 MB, and the API one service
-//! that `docker compose up --scale api=N` can grow, which nginx finds through Docker's DNS.
+//! that `docker compose up --scale api=N` can grow, which nginx finds through Docker's DNS;
+//! and docker-compose.chat.yml, the chat-scale budget laid on top of it.
 //! scripts/test-docker runs the file for real.
 use advanced_tests::at_defaults;
 use serde_yaml::Value;
 
 fn compose() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-compose.yml");
-    let text = std::fs::read_to_string(path).expect("docker-compose.yml exists");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(name: &str) -> Value {
+    let path = format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut doc: Value =
-        serde_yaml::from_str(&at_defaults(&text)).expect("docker-compose.yml is valid YAML");
+        serde_yaml::from_str(&at_defaults(&text)).unwrap_or_else(|e| panic!("{name}: {e}"));
     doc.apply_merge().expect("merge keys resolve");
     doc
+}
+
+/// `over` on top of `base` as `docker compose -f base -f over` merges them: mappings key by key,
+/// anything else (a command, a list of ports) replaced whole.
+fn merged(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let next = match b.get(k) {
+                    Some(bv) => merged(bv, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), next);
+            }
+            Value::Mapping(out)
+        }
+        _ => over.clone(),
+    }
+}
+
+/// docker-compose.yml with the chat-scale budget on top.
+fn chat_compose() -> Value {
+    merged(&compose(), &compose_file("docker-compose.chat.yml"))
 }
 
 #[test]
@@ -49,9 +78,8 @@ fn megabytes(s: &str) -> f64 {
     }
 }
 
-#[test]
-fn every_service_has_limits_and_the_total_fits_the_budget() {
-    let doc = compose();
+/// The CPU and memory (MB) limits summed over every container the file starts.
+fn totals(doc: &Value) -> (f64, f64) {
     let services = doc["services"].as_mapping().expect("services");
     let (mut cpus, mut mem) = (0.0, 0.0);
     for (name, svc) in services {
@@ -70,8 +98,102 @@ fn every_service_has_limits_and_the_total_fits_the_budget() {
         cpus += cpu * n;
         mem += m * n;
     }
+    (cpus, mem)
+}
+
+#[test]
+fn every_service_has_limits_and_the_total_fits_the_budget() {
+    let (cpus, mem) = totals(&compose());
     assert!(cpus <= 1.5 + 1e-9, "CPU limits sum to {cpus}");
     assert!(mem <= 550.0, "memory limits sum to {mem} MB");
+}
+
+#[test]
+fn the_chat_budget_moves_memory_to_nginx_and_the_replicas_only() {
+    // docker-compose.chat.yml: what 10 000 proxied room sockets need (README's budget table),
+    // the same CPU, and every other service as the contest file has it.
+    let (base, chat) = (compose(), chat_compose());
+    let (cpus, mem) = totals(&chat);
+    assert!(
+        (cpus - totals(&base).0).abs() < 1e-9,
+        "the chat budget moves no CPU: {cpus}"
+    );
+    assert!(mem <= 800.0, "memory limits sum to {mem} MB");
+    for name in ["inserter", "db", "redis", "rabbitmq"] {
+        assert_eq!(
+            base["services"][name], chat["services"][name],
+            "{name} is the contest's"
+        );
+    }
+    let mem_of = |doc: &Value, svc: &str| {
+        megabytes(
+            doc["services"][svc]["deploy"]["resources"]["limits"]["memory"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    assert!(mem_of(&chat, "nginx") > mem_of(&base, "nginx"));
+    assert!(mem_of(&chat, "api") > mem_of(&base, "api"));
+    assert_eq!(replicas(&chat["services"]["api"]), 2, "still two replicas");
+    // The api's environment merged with the contest's, not replaced by the override's one key.
+    assert!(chat["services"]["api"]["environment"]["DATABASE_URL"].is_string());
+}
+
+#[test]
+fn the_chat_budget_holds_10000_sockets_by_its_own_settings() {
+    let chat = chat_compose();
+    let env = |svc: &str, key: &str| -> u64 {
+        chat["services"][svc]["environment"][key]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{svc} sets {key}"))
+    };
+    let (workers, slots) = (
+        env("nginx", "NGINX_WORKER_PROCESSES"),
+        env("nginx", "NGINX_WORKER_CONNECTIONS"),
+    );
+    // Two slots per proxied socket, plus the upstream keep-alive pool of each worker.
+    assert!(
+        workers * slots >= 2 * 10_000 + workers * 512,
+        "{workers} × {slots}"
+    );
+    let replicas = replicas(&chat["services"]["api"]);
+    assert!(replicas * env("api", "WS_MAX_CONNECTIONS") > 10_000);
+
+    // The override's command rewrites nginx.conf's two lines (scripts/up's render does the same
+    // from the same variables): each must be there, once, in the form its sed matches.
+    let command = chat["services"]["nginx"]["command"][2]
+        .as_str()
+        .expect("sh -c command");
+    assert!(
+        command.contains("s/^worker_processes [0-9a-z]+;/"),
+        "{command}"
+    );
+    assert!(
+        command.contains("s/^( *worker_connections) [0-9]+;/"),
+        "{command}"
+    );
+    let conf = nginx_conf();
+    let count = |pred: &dyn Fn(&str) -> bool| conf.lines().filter(|l| pred(l)).count();
+    let number_then_semicolon = |rest: &str| {
+        rest.split_once(';')
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric()))
+    };
+    assert_eq!(
+        count(&|l| l
+            .strip_prefix("worker_processes ")
+            .is_some_and(number_then_semicolon)),
+        1,
+        "one `worker_processes N;` at the start of a line"
+    );
+    assert_eq!(
+        count(&|l| l
+            .trim_start()
+            .strip_prefix("worker_connections ")
+            .is_some_and(number_then_semicolon)),
+        1,
+        "one `worker_connections N;`"
+    );
 }
 
 #[test]
