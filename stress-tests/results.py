@@ -204,15 +204,30 @@ def chatload_lines(log):
     return out
 
 
-def chatload_section(run_dir):
-    """The figures issue 18 asks for: the fault run, the stalled socket, the 10 000 sockets."""
+CHATLOAD_HEADER = "## Chat deliveries under faults, a stalled socket and 10 000 sockets (chatload.py)"
+
+
+def chatload_section(run_dir, meta=None):
+    """The figures issue 18 asks for: the fault run, the stalled socket, the 10 000 sockets.
+    `meta` when these steps ran alone: the section then says which run it is."""
     doc = []
     faults = chatload_lines(read(os.path.join(run_dir, "chat-faults.log")))
     slow = chatload_lines(read(os.path.join(run_dir, "chat-slow.log")))
     big = chatload_lines(read(os.path.join(run_dir, "chat-10k.log")))
     if not (faults or slow or big):
         return doc
-    doc += ["## Chat deliveries under faults, a stalled socket and 10 000 sockets (chatload.py)", "",
+    doc += [CHATLOAD_HEADER, ""]
+    if meta:
+        doc += [f"From a run of these steps alone on {meta.get('date', '?')} (commit {meta.get('commit', '?')}; "
+                f"`LEGS=emulated ONLY=\"{meta.get('only', '')}\" stress-tests/run`, emulated caps); the sections above "
+                "are from the run named at the top.", ""]
+    caps = caps_table(read(os.path.join(run_dir, "chat-budget.limits")))
+    if caps:
+        doc += ["These steps run under the chat-scale budget (`COMPOSE_FILE=docker-compose.yml:docker-compose.chat.yml "
+                "scripts/up --limits`): docker-compose.yml's nginx (30 MB) holds ~1 100 proxied sockets, fewer than any "
+                "of them opens, so nginx and the replicas get the memory 10 000 take, with two nginx workers of 12 288 "
+                "connections (docs/SCALING.md says why). As applied:", "", "```", caps, "```", ""]
+    doc += [
             "`stress-tests/chatload.py`: room sockets through nginx, each reconnecting with `since=<last seq>` "
             "when closed; per socket expected (every post to its room answered 201) vs delivered, duplicates (a seq "
             "twice) and out of order (a seq below the last one). Latency is post→receipt. Generator CPU is "
@@ -411,7 +426,13 @@ def main():
         # A side-by-side alone (`LEGS=peers`) replaces its own section of the existing file and
         # leaves the other legs' figures as their run wrote them; the section names its run.
         with open(out, "w") as f:
-            f.write(replace_section(old, "\n".join(peers_section(os.path.join(run_dir, "peers"), meta))))
+            f.write(replace_section(old, PEERS_HEADER, "\n".join(peers_section(os.path.join(run_dir, "peers"), meta))))
+        return
+    only = meta.get("only", "").split()
+    if legs == ["emulated"] and only and set(only) <= set(CHATLOAD) and old.startswith(doc[0]):
+        # Likewise chatload.py's steps alone (`LEGS=emulated ONLY="chat-faults chat-slow chat-10k"`).
+        with open(out, "w") as f:
+            f.write(replace_section(old, CHATLOAD_HEADER, "\n".join(chatload_section(run_dir, meta))))
         return
     if "emulated" in legs:
         doc += emulated_sections(run_dir, meta)
@@ -568,12 +589,12 @@ def charts_section(run_dir, out, meta):
 PEERS_HEADER = "## Beside the Rinha entries"
 
 
-def replace_section(doc, section):
-    """`doc` with its PEERS_HEADER section replaced by `section` (put before the charts, or at
-    the end, when it has none)."""
+def replace_section(doc, header, section):
+    """`doc` with its section under `header` replaced by `section` (put before the charts, or
+    at the end, when it has none)."""
     section = section.rstrip("\n") + "\n\n"
-    if PEERS_HEADER in doc:
-        start = doc.index(PEERS_HEADER)
+    if header in doc:
+        start = doc.index(header)
         end = doc.find("\n## ", start + 1)
         return doc[:start] + section + ("" if end < 0 else doc[end + 1:])
     at = doc.find("\n## Charts")
