@@ -80,20 +80,26 @@ in_cgroup() {
     for ctrl in $(cg_ctrls); do [ "$(proc_cgroup "$1" "$ctrl")" = "/arena/$LIMITS_ID/$2" ] || return 1; done
 }
 
-# "service cpus memory" for each service of the compose files (COMPOSE_FILES, lib.sh) with
-# deploy.resources.limits (inline `limits: { cpus: "0.3", memory: "60MB" }` or one key a line);
-# a later file's value replaces an earlier one's, key by key, as compose merges them.
+# The start of both readers below, an awk program over the compose files (COMPOSE_FILES,
+# lib.sh): only lines inside `services:` get past it, with `svc` the service whose block they are
+# in. A reader opens a nested map by setting `inner` and `innerind` (its key's indentation); the
+# map ends at the next line indented no deeper, or at the next service.
+COMPOSE_WALK='
+    FNR == 1 { insvc = 0; inner = 0; svc = "" }
+    /^services:/ { insvc = 1; next }
+    insvc && /^[^ #]/ { insvc = 0 }
+    !insvc { next }
+    /^  [A-Za-z0-9_.-]+:/ { svc = $1; sub(/:.*/, "", svc); inner = 0; next }
+    inner && match($0, /[^ ]/) <= innerind { inner = 0 }
+'
+# "service cpus memory" for each service with deploy.resources.limits (inline `limits: { cpus:
+# "0.3", memory: "60MB" }` or one key a line); a later file's value replaces an earlier one's,
+# key by key, as compose merges them.
 compose_limits() {
-    awk '
-        FNR == 1 { insvc = 0; lim = 0; svc = "" }
-        /^services:/ { insvc = 1; next }
-        insvc && /^[^ #]/ { insvc = 0 }
-        !insvc { next }
-        /^  [A-Za-z0-9_.-]+:/ { svc = $1; sub(/:.*/, "", svc); lim = 0; next }
-        lim && match($0, /[^ ]/) <= limind { lim = 0 }
-        /^ *limits:/ { lim = 1; limind = match($0, /[^ ]/) }
-        lim && match($0, /cpus:[^0-9,}]*[0-9.]+/) { v = substr($0, RSTART, RLENGTH); sub(/^cpus:[^0-9]*/, "", v); cpus[svc] = v; seen[svc] = 1 }
-        lim && match($0, /memory:[^0-9,}]*[0-9.]+[A-Za-z]*/) { v = substr($0, RSTART, RLENGTH); sub(/^memory:[^0-9]*/, "", v); mem[svc] = v; seen[svc] = 1 }
+    awk "$COMPOSE_WALK"'
+        /^ *limits:/ { inner = 1; innerind = match($0, /[^ ]/) }
+        inner && match($0, /cpus:[^0-9,}]*[0-9.]+/) { v = substr($0, RSTART, RLENGTH); sub(/^cpus:[^0-9]*/, "", v); cpus[svc] = v; seen[svc] = 1 }
+        inner && match($0, /memory:[^0-9,}]*[0-9.]+[A-Za-z]*/) { v = substr($0, RSTART, RLENGTH); sub(/^memory:[^0-9]*/, "", v); mem[svc] = v; seen[svc] = 1 }
         END { for (s in seen) print s, (s in cpus ? cpus[s] : "-"), (s in mem ? mem[s] : "-") }
     ' "${COMPOSE_FILES[@]}"
 }
@@ -101,15 +107,9 @@ compose_limits() {
 # file that sets it wins), empty when none does. Only a service's own map: one merged in from
 # an x- anchor is not seen, so this is for what an override file sets.
 compose_env() {
-    awk -v want="$1" -v key="$2" '
-        FNR == 1 { insvc = 0; env = 0; svc = "" }
-        /^services:/ { insvc = 1; next }
-        insvc && /^[^ #]/ { insvc = 0 }
-        !insvc { next }
-        /^  [A-Za-z0-9_.-]+:/ { svc = $1; sub(/:.*/, "", svc); env = 0; next }
-        env && match($0, /[^ ]/) <= envind { env = 0 }
-        svc == want && /^ *environment:/ { env = 1; envind = match($0, /[^ ]/); next }
-        env && $1 == key ":" { v = $0; sub(/^[^:]*:[ ]*/, "", v); sub(/[ ]+#.*/, "", v); gsub(/^["\047]|["\047]$/, "", v); val = v }
+    awk -v want="$1" -v key="$2" "$COMPOSE_WALK"'
+        svc == want && /^ *environment:/ { inner = 1; innerind = match($0, /[^ ]/); next }
+        inner && $1 == key ":" { v = $0; sub(/^[^:]*:[ ]*/, "", v); sub(/[ ]+#.*/, "", v); gsub(/^["\047]|["\047]$/, "", v); val = v }
         END { print val }
     ' "${COMPOSE_FILES[@]}"
 }
